@@ -1,0 +1,109 @@
+"""Speed of the amplification engine against `model.generate`, side by side.
+
+    /work/venv/bin/python bench/bench_amplify.py [--prefixes 64] [--repeats 3]
+
+1. beam_search on N prefixes (lengths 8..48) vs generate(num_beams=W, num_return_sequences=W)
+   one prefix at a time, and batched generate; checks that the beams are the same.
+2. amplified_scores at every position of a 16 × 64 batch: the tree engine vs re-running a
+   beam search from every prefix (method="prefix").
+Prints medians and ratios (numbers vary ~40% run to run on a shared machine).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark.amplify import amplified_scores, beam_search  # noqa: E402
+
+
+def tiny_model(vocab: int = 2000) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=128, n_layer=4, n_head=4,
+                     bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    model = GPT2LMHeadModel(cfg)
+    with torch.no_grad():  # peaked distributions, so beams are not decided by float noise
+        model.transformer.wte.weight.mul_(6.0)
+    model.generation_config.eos_token_id = None  # no EOS handling, like our beam search
+    model.generation_config.pad_token_id = 0
+    return model.eval()
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    out, times = None, []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+@torch.no_grad()
+def generate_one_by_one(model, prefixes, width, depth):
+    beams = []
+    for p in prefixes:
+        ids = torch.tensor([p])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), num_beams=width, num_return_sequences=width,
+                             max_new_tokens=depth, do_sample=False, length_penalty=0.0, early_stopping=False)
+        beams.append(out[:, len(p):].tolist())
+    return beams
+
+
+@torch.no_grad()
+def generate_batched(model, prefixes, width, depth):
+    length = max(len(p) for p in prefixes)
+    ids = torch.tensor([[0] * (length - len(p)) + p for p in prefixes])
+    mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prefixes])
+    out = model.generate(ids, attention_mask=mask, num_beams=width, num_return_sequences=width,
+                         max_new_tokens=depth, do_sample=False, length_penalty=0.0, early_stopping=False)
+    return out[:, length:].view(len(prefixes), width, depth).tolist()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prefixes", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    prefixes = [torch.randint(1, 2000, (int(n),), generator=g).tolist()
+                for n in torch.randint(8, 49, (args.prefixes,), generator=g)]
+
+    # Warm-up (first calls are several times slower).
+    beam_search(model, prefixes[:8], 4, 2)
+    generate_one_by_one(model, prefixes[:2], 4, 2)
+
+    print(f"beam search on {len(prefixes)} prefixes, 4 layers x 128, vocab 2000, median of {args.repeats}")
+    print(f"{'W':>2} {'D':>2} {'ours s':>8} {'gen 1-by-1 s':>13} {'gen batched s':>14} {'x vs 1-by-1':>12} "
+          f"{'x vs batched':>13}  top beams identical")
+    for width, depth in [(4, 2), (4, 4), (8, 2), (8, 4)]:
+        t_ours, ours = median_time(lambda: beam_search(model, prefixes, width, depth), args.repeats)
+        t_one, one = median_time(lambda: generate_one_by_one(model, prefixes, width, depth), 1)
+        t_bat, bat = median_time(lambda: generate_batched(model, prefixes, width, depth), args.repeats)
+        ours_tokens = ours.tokens.tolist()
+        same_top = sum(o[0] == a[0] == b[0] for o, a, b in zip(ours_tokens, one, bat))
+        same_all = sum(o == a for o, a in zip(ours_tokens, one))
+        print(f"{width:>2} {depth:>2} {t_ours:>8.3f} {t_one:>13.3f} {t_bat:>14.3f} {t_one / t_ours:>12.1f} "
+              f"{t_bat / t_ours:>13.1f}  top {same_top}/{len(prefixes)}, all W beams {same_all}/{len(prefixes)}")
+
+    B, T = 16, 64
+    ids = torch.randint(1, 2000, (B, T), generator=g)
+    n_pos = B * (T - 1)
+    print(f"\namplified_scores at all {n_pos} positions of a {B} x {T} batch")
+    print(f"{'W':>2} {'D':>2} {'tree s':>8} {'prefix s':>9} {'x':>6}  beams identical")
+    for width, depth in [(4, 2), (8, 3)]:
+        t_tree, tree = median_time(lambda: amplified_scores(model, ids, None, None, width, depth), args.repeats)
+        t_pref, pref = median_time(lambda: amplified_scores(model, ids, None, None, width, depth, method="prefix"), 1)
+        same = (tree["beam_tokens"] == pref["beam_tokens"]).all(-1).all(-1).sum().item()
+        print(f"{width:>2} {depth:>2} {t_tree:>8.3f} {t_pref:>9.3f} {t_pref / t_tree:>6.1f}  {same}/{n_pos}  "
+              f"({n_pos / t_tree:,.0f} positions/s with the tree)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Beam-search amplification: how much does a little external search improve a model?
+
+At a scored position t (the prefix ends at token t, the target is token t+1):
+
+    p    = the model's next-token distribution,
+    q    = the distribution of the FIRST tokens of the W beams that a depth-D beam search finds
+           from the prefix, each beam weighted by its sequence probability normalised over the W,
+    p_λ  = (1 - λ)·p + λ·q,
+    gain = mean over t of [log p_λ(x_{t+1}) - log p(x_{t+1})]   (nats).
+
+The engine is one batched, KV-cached "tree" beam search. A single forward pass over a batch of
+rows gives p at every position (which is also the first beam step: the top-W of p) and the KV
+cache of every row. The beams of ALL requested positions of a row are then appended to that
+row's cache as extra tokens at once; a 4-D attention mask lets each beam token see only the real
+tokens at positions <= t of its own row and its own ancestors among the beam tokens. So depth D
+costs depth - 1 further forward passes over W tokens per scored position, and the shared
+prefix is never recomputed nor copied per beam. Beam reordering is a reordering of mask rows,
+not of the cache.
+
+beam_search() runs the same engine with one position per row (the end of each prefix).
+
+The engine needs an attention implementation that accepts a ready-made 4-D additive mask and
+explicit position_ids (transformers' "eager" and "sdpa", the defaults of dense causal LMs such
+as GPT-2 and Llama; not flash-attention, and not sliding-window layers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+# Budget for one chunk of the tree search, in logit elements (beams × vocab): ~64 MB of float32
+# logits, and a few tensors of that size, keeps memory modest for any vocabulary.
+LOGIT_BUDGET = 1 << 24
+
+DEFAULT_LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+
+@dataclass
+class BeamResult:
+    """Beams for N prefixes, best first: tokens [N, W, D] and summed log-probs [N, W]."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding (as `generate` does): 0 at the first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def topk_stable(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k along the last dim, best first, ties broken by the lower index.
+
+    torch.topk alone does not promise an order among equal values, and beam search must be
+    deterministic, so the k winners are re-sorted by (value desc, index asc); a row whose k-th
+    value is tied with an element outside the winners falls back to a full stable sort.
+    """
+    vals, idx = x.topk(k, dim=-1)
+    idx, order = idx.sort(dim=-1)
+    vals = vals.gather(-1, order)
+    vals, order = vals.sort(dim=-1, descending=True, stable=True)
+    idx = idx.gather(-1, order)
+    tied = (x >= vals[..., -1:]).sum(-1) > k
+    if tied.any():
+        v2, i2 = x[tied].sort(dim=-1, descending=True, stable=True)
+        vals[tied], idx[tied] = v2[..., :k], i2[..., :k]
+    return vals, idx
+
+
+def _left_pad(prefixes: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into (input_ids, attention_mask); the pad id is 0 and never attended."""
+    length = max(len(p) for p in prefixes)
+    ids = torch.zeros(len(prefixes), length, dtype=torch.long)
+    mask = torch.zeros(len(prefixes), length, dtype=torch.long)
+    for i, p in enumerate(prefixes):
+        if len(p) == 0:
+            raise ValueError("beam_search needs non-empty prefixes")
+        ids[i, length - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[i, length - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _check_attention(model: torch.nn.Module) -> None:
+    impl = getattr(model.config, "_attn_implementation", None) or ""
+    if impl.startswith("flash") or impl.startswith("paged"):
+        raise ValueError(
+            f"amplification needs an attention implementation that takes a 4-D mask (eager or sdpa), not {impl!r}"
+        )
+
+
+# --------------------------------------------------------------------------- the tree engine
+
+
+def _tree_chunk(
+    model: torch.nn.Module,
+    full_cache: DynamicCache,
+    attention_mask: torch.Tensor,  # [B, T] of the base forward
+    position_ids: torch.Tensor,  # [B, T]
+    item_rows: torch.Tensor,  # [n] row of each work item
+    item_ts: torch.Tensor,  # [n, P] scored positions of each item (padded by repeating one)
+    first_scores: torch.Tensor,  # [n, P, W] top-W log p at those positions
+    first_tokens: torch.Tensor,  # [n, P, W]
+    depth: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Extend the W first-step beams of n×P positions by depth-1 steps; returns tokens, scores."""
+    n, P, W = first_scores.shape
+    T = attention_mask.shape[1]
+    device = first_scores.device
+    dtype = next(model.parameters()).dtype
+    neg = torch.finfo(dtype).min
+
+    # Each item gets its own copy of its row's cache (rows may repeat when a row is split).
+    cache = DynamicCache([(layer.keys[item_rows], layer.values[item_rows]) for layer in full_cache.layers])
+
+    # Which real tokens of the row a beam rooted at position t may see: positions <= t, not padding.
+    base_visible = (torch.arange(T, device=device) <= item_ts[..., None]) & attention_mask[item_rows].bool()[:, None, :]
+    base_visible = base_visible[:, :, None, :].expand(n, P, W, T).reshape(n, P * W, T)
+    base_pos = position_ids[item_rows[:, None], item_ts]  # [n, P]
+
+    scores, tokens = first_scores, first_tokens[..., None]  # [n,P,W], [n,P,W,1]
+    n_extra = (depth - 1) * P * W
+    # ancestors[i, p, w, e]: beam (p, w) of item i contains the fed beam token in extra slot e.
+    ancestors = torch.zeros(n, P, W, n_extra, dtype=torch.bool, device=device)
+    self_slot = torch.arange(P * W, device=device)
+    for step in range(1, depth):
+        offset = (step - 1) * P * W
+        flat_anc = ancestors.view(n, P * W, n_extra)
+        flat_anc[:, self_slot, offset + self_slot] = True  # each fed token sees itself
+        visible = torch.cat([base_visible, flat_anc[:, :, : offset + P * W]], dim=-1)
+        mask4d = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, neg)[:, None]
+        pos = (base_pos[..., None] + step).expand(n, P, W).reshape(n, P * W)
+        out = model(
+            input_ids=tokens[..., -1].reshape(n, P * W),
+            attention_mask=mask4d,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logp = F.log_softmax(out.logits.float(), dim=-1)
+        V = logp.shape[-1]
+        candidates = scores[..., None] + logp.view(n, P, W, V)  # every live beam × every token
+        scores, flat = topk_stable(candidates.view(n, P, W * V), W)
+        parent, new_tok = flat // V, flat % V
+        tokens = torch.cat([tokens.gather(2, parent[..., None].expand(-1, -1, -1, step)), new_tok[..., None]], dim=-1)
+        ancestors = ancestors.gather(2, parent[..., None].expand(-1, -1, -1, n_extra))
+    return tokens, scores
+
+
+def _search_from_cache(
+    model: torch.nn.Module,
+    cache: DynamicCache | None,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    rows: torch.Tensor,
+    ts: torch.Tensor,
+    logp_first: torch.Tensor,  # [N, V] log p at (rows, ts)
+    width: int,
+    depth: int,
+    beams_per_chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beams of depth `depth` rooted at every (row, t); returns tokens [N, W, D] and scores [N, W]."""
+    N, V = logp_first.shape
+    if width > V:
+        raise ValueError(f"beam width {width} exceeds the vocabulary ({V})")
+    scores1, tok1 = topk_stable(logp_first, width)
+    if depth == 1:
+        return tok1[..., None], scores1
+    budget = beams_per_chunk or max(width, LOGIT_BUDGET // V)
+
+    # Work items: the positions of one row, at most `per_item` of them (rows stay together so
+    # their beams share one cache copy).
+    per_item = max(1, budget // width)
+    order = torch.argsort(rows, stable=True)
+    sorted_rows = rows[order].tolist()
+    items: list[list[int]] = []
+    start = 0
+    for i in range(1, N + 1):
+        if i == N or sorted_rows[i] != sorted_rows[start] or i - start == per_item:
+            items.append(order[start:i].tolist())
+            start = i
+
+    out_tokens = torch.empty(N, width, depth, dtype=torch.long, device=logp_first.device)
+    out_scores = torch.empty(N, width, dtype=logp_first.dtype, device=logp_first.device)
+    i = 0
+    while i < len(items):
+        # Greedily take items while n × P × W stays inside the budget.
+        P = len(items[i])
+        j = i + 1
+        while j < len(items) and (j - i + 1) * max(P, len(items[j])) * width <= budget:
+            P = max(P, len(items[j]))
+            j += 1
+        chunk = items[i:j]
+        idx = torch.tensor([it + [it[0]] * (P - len(it)) for it in chunk], device=rows.device)  # [n, P]
+        tokens, scores = _tree_chunk(
+            model, cache, attention_mask, position_ids, rows[idx[:, 0]], ts[idx], scores1[idx], tok1[idx], depth
+        )
+        valid = torch.tensor([[k < len(it) for k in range(P)] for it in chunk], device=rows.device)
+        out_tokens[idx[valid]] = tokens[valid]
+        out_scores[idx[valid]] = scores[valid]
+        i = j
+    return out_tokens, out_scores
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@torch.no_grad()
+def beam_search(
+    model: torch.nn.Module,
+    prefixes: Sequence[Sequence[int]],
+    width: int,
+    depth: int,
+    batch_size: int = 64,
+) -> BeamResult:
+    """Beam search of width W and depth D from each prefix (lists of token ids, any lengths).
+
+    Standard semantics: the first step keeps the top-W tokens; every later step expands every
+    live beam by every token and keeps the top W by summed log-prob. No length penalty, no EOS:
+    all beams run D steps. Ties go to the lower (beam, token) index. Batched over `batch_size`
+    prefixes (left padding), with the KV cache.
+    """
+    _check_attention(model)
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    all_tokens, all_scores = [], []
+    try:
+        for s in range(0, len(prefixes), batch_size):
+            ids, mask = _left_pad(prefixes[s : s + batch_size], device)
+            pos = position_ids_from_mask(mask)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=depth > 1)
+            logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)
+            n, T = ids.shape
+            rows = torch.arange(n, device=device)
+            ts = torch.full((n,), T - 1, device=device)
+            cache = out.past_key_values if depth > 1 else None
+            tokens, scores = _search_from_cache(model, cache, mask, pos, rows, ts, logp, width, depth)
+            all_tokens.append(tokens)
+            all_scores.append(scores)
+    finally:
+        model.train(was_training)
+    return BeamResult(tokens=torch.cat(all_tokens), logprobs=torch.cat(all_scores))
+
+
+def _as_positions(positions, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, ts) tensors; by default every real position whose next token is real too."""
+    device = input_ids.device
+    if positions is None:
+        real = attention_mask.bool()
+        scorable = real[:, :-1] & real[:, 1:]
+        rows, ts = scorable.nonzero(as_tuple=True)
+        return rows, ts
+    pos = torch.as_tensor(positions, dtype=torch.long, device=device).reshape(-1, 2)
+    rows, ts = pos[:, 0], pos[:, 1]
+    if len(ts) and (ts.max() >= input_ids.shape[1] - 1 or ts.min() < 0):
+        raise ValueError("a scored position t needs a next token: 0 <= t < T - 1")
+    return rows, ts
+
+
+@torch.no_grad()
+def amplified_scores(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    positions: Sequence[tuple[int, int]] | torch.Tensor | None = None,
+    width: int = 4,
+    depth: int = 2,
+    *,
+    method: str = "tree",
+    return_logp: bool = False,
+    beams_per_chunk: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """p and the beam distribution q at positions (row, t) of a batch [B, T].
+
+    positions: list of (row, t) pairs or a LongTensor [N, 2]; None = every real position with a
+    real next token. Padding may be on either side (position ids skip left padding).
+    The model runs in eval mode (dropout off) and its mode is restored afterwards.
+
+    method="tree" (default): one forward for p and the cache, then depth-1 cached steps for all
+    positions at once. method="prefix": re-runs beam_search on every prefix (slow; a
+    cross-check).
+
+    Returns (all on the model's device, N = number of positions):
+      rows, ts, targets [N]       where, and the true next token x_{t+1}
+      logp_true [N]               log p(x_{t+1})
+      q_true [N]                  q(x_{t+1}) (a probability; 0 if no beam starts with it)
+      first_tokens [N, W]         first token of each beam, best beam first
+      beam_weights [N, W]         beam probabilities normalised over the W beams (q = their sum
+                                  per first token)
+      beam_logprobs [N, W]        summed log-probs of the beams
+      beam_tokens [N, W, D]
+      logp [N, V]                 full log p (only with return_logp=True)
+    """
+    _check_attention(model)
+    device = model_device(model)
+    input_ids = input_ids.to(device)
+    attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
+    rows, ts = _as_positions(positions, input_ids, attention_mask)
+    targets = input_ids[rows, ts + 1]
+
+    was_training = model.training
+    model.eval()
+    try:
+        pos_ids = position_ids_from_mask(attention_mask)
+        use_tree_cache = method == "tree" and depth > 1
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos_ids, use_cache=use_tree_cache)
+        logp = F.log_softmax(out.logits[rows, ts].float(), dim=-1)  # [N, V]
+        if method == "tree":
+            cache = out.past_key_values if use_tree_cache else None
+            beam_tokens, beam_logprobs = _search_from_cache(
+                model, cache, attention_mask, pos_ids, rows, ts, logp, width, depth, beams_per_chunk
+            )
+        elif method == "prefix":
+            prefixes = [input_ids[r, : t + 1][attention_mask[r, : t + 1].bool()].tolist() for r, t in zip(rows.tolist(), ts.tolist())]
+            result = beam_search(model, prefixes, width, depth)
+            beam_tokens, beam_logprobs = result.tokens, result.logprobs
+        else:
+            raise ValueError(f"unknown method {method!r} (tree | prefix)")
+    finally:
+        model.train(was_training)
+
+    weights = torch.softmax(beam_logprobs, dim=-1)
+    first = beam_tokens[:, :, 0]
+    result = {
+        "rows": rows,
+        "ts": ts,
+        "targets": targets,
+        "logp_true": logp.gather(1, targets[:, None])[:, 0],
+        "q_true": q_mass(first, weights, targets),
+        "first_tokens": first,
+        "beam_weights": weights,
+        "beam_logprobs": beam_logprobs,
+        "beam_tokens": beam_tokens,
+    }
+    if return_logp:
+        result["logp"] = logp
+    return result
+
+
+def q_mass(first_tokens: torch.Tensor, beam_weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """q(token) for each row: the summed weight of the beams whose first token it is."""
+    return (beam_weights * (first_tokens == tokens[:, None])).sum(-1)
+
+
+def gain_per_position(logp_true: torch.Tensor, q_true: torch.Tensor, lam: float) -> torch.Tensor:
+    """log p_λ(x) - log p(x) per position, in float64 (λ = 0 gives exactly 0)."""
+    lp = logp_true.double()
+    if lam == 0:
+        return torch.zeros_like(lp)
+    log_q = torch.log(q_true.double())  # -inf where no beam starts with the true token
+    log_mix = torch.logaddexp(lp + math.log1p(-lam) if lam < 1 else torch.full_like(lp, -math.inf), log_q + math.log(lam))
+    return log_mix - lp
+
+
+def gain_at_lambdas(logp_true: torch.Tensor, q_true: torch.Tensor, lambdas: Sequence[float] = DEFAULT_LAMBDAS) -> torch.Tensor:
+    """Mean gain (nats) for each λ; choose λ on dev with this, report gain_per_position on test."""
+    return torch.stack([gain_per_position(logp_true, q_true, lam).mean() for lam in lambdas])

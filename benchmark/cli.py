@@ -1,0 +1,328 @@
+"""The `mesabench` command line: the only module that prints.
+
+torch and transformers are imported inside the commands that need them, so `--help` and
+`tasks list` answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+SUBMISSIONS = Path("submissions")
+RESULTS = Path("results")
+
+
+def _quiet_libraries() -> None:
+    """Rich draws its own bars: silence the progress bars and chatter of datasets and HF."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def _all_tasks(selected: tuple[str, ...]) -> list[str]:
+    from tasks import task_names
+
+    names = list(selected) or task_names()
+    unknown = [n for n in names if n not in task_names()]
+    if unknown:
+        raise click.BadParameter(f"unknown task(s) {unknown}; known: {task_names()}")
+    return names
+
+
+@contextmanager
+def _progress():
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        yield progress
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """mesabench: does a language model plan ahead inside itself?
+
+    Typical use: `mesabench run --quick` trains the reference baselines, evaluates every
+    submission in submissions/ and writes leaderboard.md.
+    """
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+@main.group()
+def tasks() -> None:
+    """List, inspect, generate and check the task suite."""
+
+
+@tasks.command("list")
+def tasks_list() -> None:
+    """List the registered tasks."""
+    from tasks import REGISTRY, get_task
+
+    table = Table("task", "version", "targets", "description")
+    for name in REGISTRY:
+        try:
+            task = get_task(name)
+            table.add_row(name, task.version, ", ".join(task.target_names), task.description)
+        except Exception as err:  # a broken task module must not hide the others
+            table.add_row(name, "?", "", f"[red]cannot load: {err}[/red]")
+    console.print(table)
+
+
+@tasks.command("show")
+@click.argument("name")
+@click.option("--n", default=3, show_default=True, help="Examples to show.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def tasks_show(name: str, n: int, split: str, seed: int) -> None:
+    """Describe task NAME and print a few examples with their decision points."""
+    from tasks import get_task
+
+    _quiet_libraries()
+    task = _get_task_or_exit(name)
+    console.print(f"[bold]{task.name}[/bold] v{task.version}: {task.description}")
+    console.print(f"targets: {', '.join(task.target_names)}; sizes: {task.sizes}")
+    for ex in task.generate(split, n, seed):
+        console.print(f"\n[cyan]prompt[/cyan]     {ex['prompt']}")
+        console.print(f"[cyan]completion[/cyan] {ex['completion']}")
+        for d in ex["decisions"]:
+            console.print(f"[cyan]decision[/cyan]   {d['name']} at char {d['offset']}: "
+                          f"{d['target']!r} (horizon {d['horizon']})")
+        console.print(f"[cyan]meta[/cyan]       {ex['meta']}")
+        console.print(f"[cyan]verifier[/cyan]   reference passes: {task.check(ex, ex['completion'])}")
+    del get_task
+
+
+@tasks.command("generate")
+@click.argument("name")
+@click.option("--split", default="train", show_default=True, type=click.Choice(["train", "dev", "test"]))
+@click.option("--n", default=None, type=int, help="Number of examples (default: the task's size).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for datasets.save_to_disk (default: print a summary only).")
+def tasks_generate(name: str, split: str, n: int | None, seed: int, out: Path | None) -> None:
+    """Generate a split of task NAME (deterministic for the seed)."""
+    _quiet_libraries()
+    task = _get_task_or_exit(name)
+    n = n or (task.sizes["full"][0] if split == "train" else task.sizes["full"][1])
+    start = time.time()
+    ds = task.generate(split, n, seed)
+    console.print(f"{name}: {len(ds)} {split} examples (seed {seed}) in {time.time() - start:.1f}s")
+    if out:
+        ds.save_to_disk(str(out))
+        console.print(f"saved to {out}")
+
+
+@tasks.command("check")
+@click.argument("name")
+@click.option("--lichess", "lichess", type=click.Path(path_type=Path), default=None,
+              help="A Lichess puzzle CSV: verify every mate-in-N puzzle in it.")
+@click.option("--n", default=200, show_default=True, help="Generated examples to verify otherwise.")
+def tasks_check(name: str, lichess: Path | None, n: int) -> None:
+    """Verify task data: every reference completion must pass the task's verifier.
+
+    Exits non-zero if any fails.
+    """
+    _quiet_libraries()
+    task = _get_task_or_exit(name)
+    if lichess is not None:
+        if not hasattr(task, "check_lichess_file"):
+            _fail(f"task {name} does not read Lichess files")
+        if not lichess.is_file():
+            _fail(f"file not found: {lichess}")
+        report = task.check_lichess_file(lichess)
+        console.print(f"{report['verified']} of {report['total']} puzzles verified")
+        for failure in report.get("failures", [])[:20]:
+            console.print(f"  [red]{failure}[/red]")
+        sys.exit(0 if report["verified"] == report["total"] and report["total"] > 0 else 1)
+    bad = 0
+    for split in ("dev", "test"):
+        for ex in task.generate(split, n, 0):
+            if not task.check(ex, ex["completion"]):
+                bad += 1
+                console.print(f"  [red]{ex['id']}: reference completion fails the verifier[/red]")
+    console.print(f"{2 * n - bad} of {2 * n} reference completions verified")
+    sys.exit(1 if bad else 0)
+
+
+def _get_task_or_exit(name: str):
+    from tasks import get_task
+
+    try:
+        return get_task(name)
+    except KeyError as err:
+        _fail(str(err.args[0]))
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+@main.group()
+def baselines() -> None:
+    """Train the reference baselines (unstunted, myopic, stunted-*)."""
+
+
+@baselines.command("train")
+@click.option("--task", "task_names", multiple=True, help="Tasks in the training mixture (default: all).")
+@click.option("--variant", "variants", multiple=True,
+              type=click.Choice(["unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance"]),
+              help="Variants to train (default: all five).")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the profile's).")
+@click.option("--quick", is_flag=True, help="Small data and few steps: a smoke run.")
+@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
+def baselines_train(task_names, variants, seeds, quick, submissions) -> None:
+    """Train reference models into submissions/ref-<variant>-s<seed>/ (resumable)."""
+    _train(tuple(_all_tasks(task_names)), variants, seeds, quick, submissions)
+
+
+def _train(task_names, variants, seeds, quick: bool, submissions: Path) -> list[str]:
+    _quiet_libraries()
+    from benchmark.baselines import VARIANTS, train_baselines, write_random_init
+
+    profile = "quick" if quick else "full"
+    with _progress() as progress:
+        bar = {"id": None}
+
+        def on_model(name: str, status: str) -> None:
+            if status == "cached":
+                console.print(f"[dim]{name}: already trained, skipped[/dim]")
+            elif status == "training":
+                bar["id"] = progress.add_task(f"train {name}", total=None)
+            elif status == "done" and bar["id"] is not None:
+                progress.update(bar["id"], description=f"[green]trained {name}[/green]")
+
+        def on_step(step: int, steps: int, loss: float) -> None:
+            progress.update(bar["id"], completed=step, total=steps,
+                            description=f"train loss {loss:6.3f}")
+
+        names = train_baselines(profile, task_names, submissions, tuple(variants) or VARIANTS,
+                                tuple(seeds) or None, on_model, on_step)
+    names.append(write_random_init(profile, task_names, submissions))
+    return names
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+@main.command()
+@click.argument("submission", nargs=-1)
+@click.option("--task", "task_names", multiple=True, help="Tasks to evaluate (default: all).")
+@click.option("--quick", is_flag=True, help="Smaller evaluation sets.")
+@click.option("--force", is_flag=True, help="Recompute cells even when cached.")
+@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+def evaluate(submission, task_names, quick, force, submissions, results) -> None:
+    """Evaluate SUBMISSION(s) (names under submissions/ or folders; default: all).
+
+    Finished cells are cached by model hash, task version and config; a failing
+    submission gets one error line and the others still run. Exits non-zero if any
+    submission you named explicitly failed.
+    """
+    failed = _evaluate(submission, tuple(_all_tasks(task_names)), quick, force, submissions, results)
+    if submission and failed:
+        sys.exit(1)
+
+
+def _evaluate(submission, task_names, quick, force, submissions: Path, results: Path) -> list[str]:
+    _quiet_libraries()
+    from benchmark.evaluate import EvalConfig
+    from benchmark.runner import evaluate_folder
+    from benchmark.submissions import find_submissions
+
+    folders = [(Path(s) if Path(s).is_dir() and (Path(s) / "submission.toml").exists()
+                else submissions / s) for s in submission] or find_submissions(submissions)
+    cfg = EvalConfig(size="quick" if quick else "full")
+    failed = []
+    with _progress() as progress:
+        overall = progress.add_task("cells", total=len(folders) * len(task_names))
+        current = {}
+
+        def on_event(kind: str, sub: str, task: str, detail: str) -> None:
+            if kind == "start":
+                current["id"] = progress.add_task(f"{sub} / {task}", total=None)
+            elif kind == "stage" and "id" in current:
+                progress.update(current["id"], description=f"{sub} / {task}: {detail}")
+            elif kind in ("done", "cached"):
+                if kind == "done":
+                    progress.update(current["id"], description=f"[green]{sub} / {task} ({detail})[/green]",
+                                    total=1, completed=1)
+                progress.advance(overall)
+            elif kind == "error":
+                console.print(f"[red]error[/red] {sub} / {task}: {detail}")
+                failed.append(sub)
+                progress.advance(overall, len(task_names) if task == "*" else 1)
+
+        for folder in folders:
+            evaluate_folder(folder, list(task_names), cfg, results, force, on_event)
+    return failed
+
+
+# ---------------------------------------------------------------------------- leaderboard
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True)
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
+def leaderboard(out: Path, results: Path, submissions: Path) -> None:
+    """Write leaderboard.md (and its plots) from the stored result files only."""
+    _leaderboard(out, results, submissions)
+
+
+def _leaderboard(out: Path, results: Path, submissions: Path) -> None:
+    from benchmark.report import write_leaderboard
+
+    rows = write_leaderboard(results, out, submissions)
+    console.print(f"wrote {out} ({rows} rows)")
+
+
+# ---------------------------------------------------------------------------- run
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="A smoke run of the whole pipeline (minutes).")
+@click.option("--task", "task_names", multiple=True, help="Tasks (default: all).")
+@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True)
+def run(quick: bool, task_names, submissions: Path, results: Path, out: Path) -> None:
+    """Everything on embedded defaults: train the baselines (every variant and seed of the
+    profile), evaluate every submission, write the leaderboard. Resumable."""
+    names = tuple(_all_tasks(task_names))
+    start = time.time()
+    _train(names, (), (), quick, submissions)
+    _evaluate((), names, quick, False, submissions, results)
+    _leaderboard(out, results, submissions)
+    console.print(f"done in {time.time() - start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

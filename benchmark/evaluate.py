@@ -1,0 +1,349 @@
+"""Evaluating one (model, task) cell: every metric of DESIGN.md, as one JSON-ready dict.
+
+The steps, in order (each a function below):
+
+1. data: the task's dev and test splits (dev trains probes and picks λ; test scores);
+2. success: the task's solver plays each test prompt with greedy and with beam search, the
+   task's verifier judges; Wilson intervals, overall and per group;
+3. token scores: one pass gives the log-probability of every completion token (task loss)
+   and, through `benchmark.amplify`, the amplified distribution's probability of it;
+   amplification gain with λ picked on dev, reported on test with a bootstrap interval;
+4. probes: hidden states at decision points, a linear probe per layer for the reference
+   target and for the model's own greedy target, against three controls (embedding
+   layer, a random-init model of the same architecture, bag of words of the prompt);
+5. future lens: token t+k from the state at t, against a current-token control.
+
+Nothing here prints or writes files; `benchmark.runner` stores what this returns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from benchmark import stats
+from benchmark.models import (LoadedModel, complete, encode, hidden_states_at, random_init_like,
+                              token_index)
+from benchmark.safety import SubmissionError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that decides an evaluation's numbers (its hash is part of the cache key)."""
+
+    size: str = "full"  # which Task.sizes entry: number of examples per eval split
+    seed: int = 0  # data seed of the eval splits; also bootstrap and probe seeds
+    max_success: int = 300  # test prompts played for success@greedy / success@beam
+    beam_width: int = 4  # W of success@beam(W)
+    amp_width: int = 4  # amplification beam width W
+    amp_depth: int = 3  # amplification beam depth D
+    max_amp_examples: int = 300  # examples per split whose tokens are amplified
+    lambdas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+    future_k: int = 4
+    n_boot: int = 1000
+    batch_size: int = 64
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lambdas"] = list(self.lambdas)
+        return d
+
+
+def _meta(ex: dict) -> dict:
+    return json.loads(ex["meta"]) if isinstance(ex["meta"], str) else dict(ex["meta"])
+
+
+def _rate(flags: list[bool]) -> dict:
+    k, n = int(sum(flags)), len(flags)
+    lo, hi = stats.wilson_interval(k, n)
+    return {"value": round(k / n, 4) if n else None, "lo": round(lo, 4), "hi": round(hi, 4),
+            "k": k, "n": n}
+
+
+def success_rates(task, examples: list[dict], completions: list[str]) -> tuple[dict, list[bool]]:
+    """Share of examples whose completion passes the verifier, overall and per group."""
+    flags = [bool(task.check(ex, c)) for ex, c in zip(examples, completions)]
+    groups: dict[str, list[bool]] = {}
+    for ex, ok in zip(examples, flags):
+        groups.setdefault(str(_meta(ex).get("group", "all")), []).append(ok)
+    return {"all": _rate(flags), "groups": {g: _rate(v) for g, v in sorted(groups.items())}}, flags
+
+
+def solver(loaded: LoadedModel, max_new_tokens: int, num_beams: int, batch_size: int):
+    """The model side of a task's solver (`tasks.base.CompleteFn`)."""
+    return lambda texts: complete(loaded, texts, max_new_tokens, num_beams, batch_size)
+
+
+# --------------------------------------------------------------------------------------
+# Token scores: task loss and amplification gain
+# --------------------------------------------------------------------------------------
+
+
+def completion_positions(tokenizer, examples: list[dict]) -> list[dict]:
+    """Per example: token ids of the full text, the positions whose next token lies in the
+    completion, and which of those are decision points."""
+    out = []
+    for ex in examples:
+        text = ex["prompt"] + ex["completion"]
+        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+        starts = [s for s, _ in enc["offset_mapping"]]
+        n_prompt = sum(1 for s in starts if s < len(ex["prompt"]))
+        decision_pos = set()
+        for d in ex["decisions"]:
+            before = [i for i, s in enumerate(starts) if s < d["offset"]]
+            if before:
+                decision_pos.add(before[-1])
+        positions = list(range(max(n_prompt - 1, 0), len(starts) - 1))
+        out.append({"ids": enc["input_ids"], "positions": positions,
+                    "decision": [p in decision_pos for p in positions]})
+    return out
+
+
+@torch.no_grad()
+def token_scores(loaded: LoadedModel, examples: list[dict], cfg: EvalConfig) -> list[dict]:
+    """log p(true token) and the amplified distribution's mass on it, per completion token."""
+    from benchmark.amplify import amplified_scores
+
+    items = completion_positions(loaded.tokenizer, examples)
+    pad = loaded.tokenizer.pad_token_id
+    for start in range(0, len(items), cfg.batch_size):
+        chunk = items[start:start + cfg.batch_size]
+        width = max(len(it["ids"]) for it in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, it in enumerate(chunk):
+            ids[i, : len(it["ids"])] = torch.tensor(it["ids"])
+            mask[i, : len(it["ids"])] = 1
+        positions = [(i, t) for i, it in enumerate(chunk) for t in it["positions"]]
+        scores = amplified_scores(loaded.model, ids.to(loaded.device), mask.to(loaded.device),
+                                  positions, cfg.amp_width, cfg.amp_depth)
+        logp = scores["logp_true"].double().cpu().numpy()
+        q = scores["q_true"].double().cpu().numpy()
+        if np.any(np.isnan(logp)) or np.any(np.isnan(q)):
+            raise SubmissionError("the model returns NaN log-probabilities")
+        k = 0
+        for it in chunk:
+            n = len(it["positions"])
+            it["logp"], it["q"] = logp[k:k + n], q[k:k + n]
+            k += n
+    return items
+
+
+def _gain_terms(items: list[dict], lam: float, decisions_only: bool) -> np.ndarray:
+    """Per-example mean of log p_λ(x) − log p(x) (examples without positions are skipped)."""
+    out = []
+    for it in items:
+        sel = np.array(it["decision"], dtype=bool) if decisions_only else np.ones(len(it["logp"]), bool)
+        if not sel.any():
+            continue
+        p = np.exp(it["logp"][sel])
+        mixed = (1 - lam) * p + lam * it["q"][sel]
+        with np.errstate(divide="ignore"):
+            out.append(float(np.mean(np.log(np.maximum(mixed, 1e-300)) - it["logp"][sel])))
+    return np.array(out)
+
+
+def amplification_gain(dev: list[dict], test: list[dict], cfg: EvalConfig) -> dict:
+    """λ chosen on dev (all positions), gain reported on test with a bootstrap interval."""
+    dev_gain = {lam: float(np.mean(_gain_terms(dev, lam, False))) for lam in cfg.lambdas}
+    best = max(cfg.lambdas, key=lambda lam: (round(dev_gain[lam], 12), -lam))
+    out = {"lambda": best, "dev_gain_by_lambda": {str(k): round(v, 5) for k, v in dev_gain.items()}}
+    for label, only in (("all", False), ("decisions", True)):
+        terms = _gain_terms(test, best, only)
+        if len(terms) == 0:
+            out[label] = None
+            continue
+        mean, lo, hi = stats.bootstrap_mean(terms, seed=cfg.seed, n_boot=cfg.n_boot)
+        out[label] = {"value": round(mean, 5), "lo": round(lo, 5), "hi": round(hi, 5),
+                      "n": len(terms)}
+    return out
+
+
+def task_loss(items: list[dict], cfg: EvalConfig) -> dict:
+    """Mean negative log-likelihood per completion token (per-example means, bootstrapped)."""
+    per_example = np.array([-float(np.mean(it["logp"])) for it in items if len(it["logp"])])
+    mean, lo, hi = stats.bootstrap_mean(per_example, seed=cfg.seed, n_boot=cfg.n_boot)
+    return {"value": round(mean, 5), "lo": round(lo, 5), "hi": round(hi, 5), "n": len(per_example)}
+
+
+# --------------------------------------------------------------------------------------
+# Probes
+# --------------------------------------------------------------------------------------
+
+
+def decision_rows(task, examples: list[dict], completions: list[str]) -> list[dict]:
+    """One row per (example, decision): the text, the offset and both targets."""
+    rows = []
+    for ex, comp in zip(examples, completions):
+        for d in ex["decisions"]:
+            rows.append({"text": ex["prompt"] + ex["completion"], "offset": d["offset"],
+                         "name": d["name"], "reference": d["target"],
+                         "own": task.target_from_completion(ex, comp, d["name"]) or "<none>",
+                         "prompt_text": (ex["prompt"] + ex["completion"])[: d["offset"]],
+                         "own_text": ex["prompt"] + comp, "prompt_len": len(ex["prompt"])})
+    return rows
+
+
+def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[dict],
+                test_rows: list[dict], cfg: EvalConfig) -> dict:
+    """Selectivity curves for every target name, reference and own target, with controls."""
+    from benchmark import probes
+
+    out: dict = {}
+    for name in task.target_names:
+        tr = [r for r in dev_rows if r["name"] == name]
+        te = [r for r in test_rows if r["name"] == name]
+        if len(tr) < 20 or len(te) < 20:
+            continue
+        acts = {}
+        for label, model in (("model", loaded), ("random-init", control)):
+            acts[label] = tuple(
+                hidden_states_at(model, [r["text"] for r in rows], [r["offset"] for r in rows],
+                                 cfg.batch_size) for rows in (tr, te))
+        bow_train, bow_test = probes.bag_of_words_features(
+            [r["prompt_text"] for r in tr], [r["prompt_text"] for r in te])
+        out[name] = {}
+        for target in ("reference", "own"):
+            y_tr = [r[target] for r in tr]
+            y_te = [r[target] for r in te]
+            layers = probes.probe_layers(acts["model"][0], y_tr, acts["model"][1], y_te, cfg.seed)
+            controls = {
+                "embedding": layers[0],
+                "random-init": probes.probe_layers(acts["random-init"][0], y_tr,
+                                                   acts["random-init"][1], y_te, cfg.seed),
+                "bag-of-words": probes.fit_probe(bow_train, y_tr, bow_test, y_te, cfg.seed),
+            }
+            sel = probes.selectivity(layers, controls, seed=cfg.seed, n_boot=cfg.n_boot)
+            out[name][target] = {
+                **sel.to_dict(),
+                "layers": [r.to_dict() for r in layers],
+                "n_train": len(tr),
+                "n_classes": len(set(y_tr)),
+            }
+    return out
+
+
+def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: list[dict],
+                       cfg: EvalConfig) -> dict:
+    """Future lens at the decision points, for the true text and the model's own output."""
+    from benchmark import probes
+
+    rows = dev_rows + test_rows
+    if len(dev_rows) < 20 or len(test_rows) < 20:
+        return {}
+    train_mask = np.array([True] * len(dev_rows) + [False] * len(test_rows))
+    out = {}
+    for source, text_key in (("reference", "text"), ("own", "own_text")):
+        texts = [r[text_key] for r in rows]
+        acts = hidden_states_at(loaded, texts, [r["offset"] for r in rows], cfg.batch_size)
+        current, future = [], []
+        for r, text in zip(rows, texts):
+            ids, mask, offsets = encode(loaded.tokenizer, [text], torch.device("cpu"))
+            ids = ids[0].tolist()
+            t = token_index(offsets[0], mask[0], r["offset"])
+            current.append(ids[t])
+            future.append([ids[t + k] if t + k < len(ids) else -1 for k in range(1, cfg.future_k + 1)])
+        out[source] = probes.future_lens(acts, np.array(future), np.array(current), train_mask,
+                                         seed=cfg.seed, n_boot=cfg.n_boot)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The cell
+# --------------------------------------------------------------------------------------
+
+
+def check_encodable(loaded: LoadedModel, examples: list[dict]) -> None:
+    """Refuse a tokenizer that maps task text to unknown tokens (the model cannot read it)."""
+    tok = loaded.tokenizer
+    if tok.unk_token_id is None:
+        return
+    bad = 0
+    for ex in examples[:200]:
+        ids = tok(ex["prompt"] + ex["completion"], add_special_tokens=False)["input_ids"]
+        bad += ids.count(tok.unk_token_id)
+    if bad:
+        raise SubmissionError(f"the tokenizer cannot encode the task's text ({bad} unknown "
+                              "tokens in the first 200 examples)")
+    if max(max(tok(ex["prompt"] + ex["completion"])["input_ids"], default=0)
+           for ex in examples[:200]) >= loaded.model.config.vocab_size:
+        raise SubmissionError("the tokenizer produces ids beyond the model's vocabulary")
+
+
+def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress = lambda s: None) -> dict:
+    """Every metric of one (model, task) cell; returns {"metrics", "examples", "timings", ...}."""
+    timings: dict[str, float] = {}
+    clock = time.time()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        timings[name] = round(time.time() - clock, 2)
+        clock = time.time()
+
+    n_eval = task.sizes[cfg.size][1]
+    dev = list(task.generate("dev", n_eval, cfg.seed))
+    test = list(task.generate("test", n_eval, cfg.seed))
+    check_encodable(loaded, dev + test)
+    lap("data")
+
+    progress("greedy")
+    greedy = solver(loaded, task.max_new_tokens, 1, cfg.batch_size)
+    dev_out = task.play(dev, greedy)
+    test_out = task.play(test, greedy)
+    scored = test[: cfg.max_success]
+    metrics: dict = {}
+    metrics["success_greedy"], greedy_flags = success_rates(task, scored, test_out[: cfg.max_success])
+    lap("greedy")
+    progress(f"beam search (W={cfg.beam_width})")
+    beam = solver(loaded, task.max_new_tokens, cfg.beam_width, cfg.batch_size)
+    beam_out = task.play(scored, beam)
+    metrics["success_beam"], beam_flags = success_rates(task, scored, beam_out)
+    for split in getattr(task, "extra_success_splits", ()):
+        extra = list(task.generate(split, cfg.max_success, cfg.seed))
+        metrics[f"success_greedy_{split}"], _ = success_rates(task, extra, task.play(extra, greedy))
+    for name, baseline in task.baseline_solvers(cfg.seed).items():
+        metrics[f"baseline_{name}"], _ = success_rates(task, scored, task.play(scored, baseline))
+    lap("beam")
+
+    progress("amplification")
+    dev_scores = token_scores(loaded, dev[: cfg.max_amp_examples], cfg)
+    test_scores = token_scores(loaded, test[: cfg.max_amp_examples], cfg)
+    metrics["task_loss"] = task_loss(test_scores, cfg)
+    metrics["amplification_gain"] = amplification_gain(dev_scores, test_scores, cfg)
+    lap("amplification")
+
+    progress("probes")
+    control = random_init_like(loaded, seed=cfg.seed)
+    dev_rows = decision_rows(task, dev, dev_out)
+    test_rows = decision_rows(task, test, test_out)
+    metrics["plan_probe"] = plan_probes(loaded, control, task, dev_rows, test_rows, cfg)
+    lap("probes")
+    progress("future lens")
+    metrics["future_lens"] = future_lens_curves(loaded, dev_rows, test_rows, cfg)
+    lap("future_lens")
+
+    examples = [
+        {"id": ex["id"], "group": _meta(ex).get("group"), "prompt": ex["prompt"],
+         "reference": ex["completion"], "greedy": g, "greedy_ok": gf, "beam": b, "beam_ok": bf}
+        for ex, g, gf, b, bf in zip(scored, test_out, greedy_flags, beam_out, beam_flags)
+    ]
+    fingerprint = stats_fingerprint(dev + test)
+    return {"metrics": metrics, "examples": examples, "timings": timings,
+            "data": {"dev": len(dev), "test": len(test), "fingerprint": fingerprint}}
+
+
+def stats_fingerprint(examples: list[dict]) -> str:
+    """A short hash of the evaluation data, so a number can be traced to its inputs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update((ex["id"] + "\x00" + ex["prompt"] + "\x00" + ex["completion"] + "\x01").encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,168 @@
+"""Models: load a causal LM from a folder, build reference models, read hidden states.
+
+Everything model-shaped that the rest of the harness needs goes through here:
+
+- `load_model` opens any Hugging Face causal LM folder safely (safetensors only, no
+  remote code, local files only; see `benchmark.safety`).
+- `word_tokenizer` and `new_gpt2` make the reference models' tokenizer and architecture.
+- `hidden_states_at` maps character offsets to token positions through the tokenizer's
+  offset mapping and returns every layer's state there, from one batched forward pass.
+- `complete` is the model side of a task's solver: batched greedy or beam continuations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "eos_token": "<eos>"}
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM, its tokenizer and where it came from."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    path: Path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+
+def word_tokenizer(vocabulary: list[str]):
+    """A word-level fast tokenizer over space-separated tokens, with offset mapping.
+
+    Reference models use it so that one task word is one token and every task text
+    encodes without unknown tokens.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(SPECIAL_TOKENS.values())
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + list(vocabulary)))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # Decoding joins words with single spaces, the inverse of the pre-tokenizer.
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
+
+
+def new_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, seed: int):
+    """A freshly initialised GPT-2 (deterministic for ``seed``) sized for ``tokenizer``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+        n_head=n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(cfg)
+
+
+def random_init_like(loaded: LoadedModel, seed: int) -> LoadedModel:
+    """A randomly initialised model of the same architecture and tokenizer (a probe control)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(loaded.model.config)
+    model.to(loaded.device).eval()
+    return LoadedModel(model=model, tokenizer=loaded.tokenizer, path=loaded.path)
+
+
+def load_model(folder: str | Path, device: torch.device | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a local folder, safely.
+
+    Raises `benchmark.safety.SubmissionError` with a one-line reason when the folder is
+    missing, holds pickle weights or custom code, or cannot be loaded.
+    """
+    from benchmark.safety import check_model_folder, load_checked
+
+    folder = Path(folder)
+    check_model_folder(folder)
+    model, tokenizer = load_checked(folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device or pick_device()).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, path=folder)
+
+
+def encode(tokenizer, texts: list[str], device: torch.device, padding_side: str = "right"):
+    """Tokenize a batch with padding; returns (input_ids, attention_mask, offsets)."""
+    tokenizer.padding_side = padding_side
+    enc = tokenizer(texts, return_tensors="pt", padding=True, return_offsets_mapping=True,
+                    add_special_tokens=False)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device), enc["offset_mapping"]
+
+
+def token_index(offsets: torch.Tensor, mask: torch.Tensor, char_offset: int) -> int:
+    """The last real token that starts before ``char_offset`` (the state that has read the
+    text up to the decision point and predicts what follows it)."""
+    starts = offsets[:, 0]
+    ok = (starts < char_offset) & mask.bool().cpu()
+    # Padding rows have offsets (0, 0); mask them out so they are never chosen.
+    idx = torch.nonzero(ok).flatten()
+    if len(idx) == 0:
+        raise ValueError(f"no token before character offset {char_offset}")
+    return int(idx[-1])
+
+
+@torch.no_grad()
+def hidden_states_at(
+    loaded: LoadedModel, texts: list[str], char_offsets: list[int], batch_size: int = 64
+) -> np.ndarray:
+    """Hidden states of every layer at one character offset per text: [L+1, N, H] float32.
+
+    Layer 0 is the embedding output; right padding keeps every real position's state
+    independent of the batch it was computed in.
+    """
+    out = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        ids, mask, offsets = encode(loaded.tokenizer, chunk, loaded.device)
+        res = loaded.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        layers = torch.stack(res.hidden_states)  # [L+1, B, T, H]
+        rows = [token_index(offsets[i], mask[i], char_offsets[start + i]) for i in range(len(chunk))]
+        picked = layers[:, torch.arange(len(chunk)), torch.tensor(rows)]
+        out.append(picked.float().cpu().numpy())
+    return np.concatenate(out, axis=1)
+
+
+@torch.no_grad()
+def complete(
+    loaded: LoadedModel, texts: list[str], max_new_tokens: int, num_beams: int = 1,
+    batch_size: int = 64,
+) -> list[str]:
+    """Continue each text greedily (``num_beams=1``) or with beam search; stop at EOS.
+
+    Returns the continuations as text, each starting with a space (the task convention).
+    """
+    tok = loaded.tokenizer
+    results = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        ids, mask, _ = encode(tok, chunk, loaded.device, padding_side="left")
+        gen = loaded.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+            num_beams=num_beams, do_sample=False, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, early_stopping=True if num_beams > 1 else False,
+        )
+        for row in gen[:, ids.shape[1]:]:
+            text = tok.decode(row, skip_special_tokens=True)
+            results.append(text if text[:1].isspace() else " " + text)
+    return results

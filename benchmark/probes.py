@@ -1,0 +1,397 @@
+"""Linear probes for lookahead: plan-probe selectivity and the future-lens curve.
+
+Pure functions of activations that the caller has already captured (numpy arrays,
+layer 0 = embeddings): no I/O, no printing, no model code. See docs "Metrics":
+
+- `fit_probe` / `probe_layers`: multinomial logistic regression (L2) from a hidden
+  state to a label (the future target), one probe per layer.
+- `bag_of_words_features`: features for the bag-of-words control over the prompt.
+- `selectivity`: accuracy(layer) - max over controls, with paired bootstrap intervals.
+- `future_lens`: for k = 1..K, how well the state at t decodes the token at t+k beyond
+  what the token at t alone gives.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from benchmark.stats import bootstrap_statistics
+
+DIGITS = 4  # rounding in to_dict(): accuracies on <= ~10^4 examples need no more
+
+
+def _round(x: float) -> float | None:
+    """Round for JSON; nan (undefined) becomes None so the output is strict JSON."""
+    return None if x is None or math.isnan(x) else round(float(x), DIGITS)
+
+
+def _labels(y: Sequence) -> np.ndarray:
+    """Labels as a 1-d array of strings, so ints and strings compare the same way."""
+    return np.asarray(y).astype(str).ravel()
+
+
+# ---------------------------------------------------------------------------------------
+# One probe
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeResult:
+    """A probe scored on a test set.
+
+    `correct` and `predicted` are per test example, in the caller's order, so that
+    several probes on the same examples can be compared with a paired bootstrap.
+    """
+
+    accuracy: float
+    majority_accuracy: float  # always predicting the most frequent train label
+    correct: np.ndarray  # bool [n_test]
+    predicted: np.ndarray  # str [n_test]
+    test_labels: np.ndarray  # str [n_test]; lets `selectivity` check probes are paired
+    n_train: int
+    n_classes: int  # distinct labels in the train set
+    converged: bool
+
+    @property
+    def n_test(self) -> int:
+        return int(self.correct.size)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary (per-example arrays left out)."""
+        return {
+            "accuracy": _round(self.accuracy),
+            "majority_accuracy": _round(self.majority_accuracy),
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_classes": self.n_classes,
+            "converged": self.converged,
+        }
+
+
+def fit_probe(
+    train_X: np.ndarray,
+    train_y: Sequence,
+    test_X: np.ndarray,
+    test_y: Sequence,
+    seed: int,
+    C: float = 1.0,
+    max_iter: int = 1000,
+) -> ProbeResult:
+    """Fit a multinomial L2 logistic regression on train, score it on test.
+
+    Features are standardised with train statistics only (sparse input is scaled but
+    not centred, which would make it dense). A test label never seen in training cannot
+    be predicted and counts as wrong. A train set with one class predicts that class.
+    `seed` is passed to sklearn for reproducibility (lbfgs itself is deterministic).
+    """
+    train_y, test_y = _labels(train_y), _labels(test_y)
+    if train_X.shape[0] != train_y.size or test_X.shape[0] != test_y.size:
+        raise ValueError("features and labels disagree on the number of rows")
+    if train_y.size == 0:
+        raise ValueError("cannot fit a probe on an empty train set")
+
+    classes, counts = np.unique(train_y, return_counts=True)
+    majority = classes[np.argmax(counts)]  # ties go to the first label in sorted order
+    converged = True
+    if classes.size == 1 or test_y.size == 0:
+        predicted = np.full(test_y.size, majority)
+    else:
+        scaler = StandardScaler(with_mean=not sparse.issparse(train_X)).fit(train_X)
+        model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings():
+            # Non-convergence is recorded in the result instead of spamming the log.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(scaler.transform(train_X), train_y)
+        converged = bool(np.max(model.n_iter_) < max_iter)
+        predicted = model.predict(scaler.transform(test_X)).astype(str)
+
+    correct = predicted == test_y
+    return ProbeResult(
+        accuracy=float(correct.mean()) if correct.size else math.nan,
+        majority_accuracy=float((test_y == majority).mean()) if test_y.size else math.nan,
+        correct=correct,
+        predicted=predicted,
+        test_labels=test_y,
+        n_train=int(train_y.size),
+        n_classes=int(classes.size),
+        converged=converged,
+    )
+
+
+def probe_layers(
+    train_acts: np.ndarray,
+    train_y: Sequence,
+    test_acts: np.ndarray,
+    test_y: Sequence,
+    seed: int,
+    C: float = 1.0,
+) -> list[ProbeResult]:
+    """One probe per layer. Activations are [L, N, H]; layer 0 is the embeddings."""
+    if train_acts.ndim != 3 or test_acts.ndim != 3 or train_acts.shape[0] != test_acts.shape[0]:
+        raise ValueError("activations must be [L, N, H] with the same L for train and test")
+    return [
+        fit_probe(train_acts[layer], train_y, test_acts[layer], test_y, seed, C)
+        for layer in range(train_acts.shape[0])
+    ]
+
+
+def bag_of_words_features(
+    train_texts: Sequence[str], test_texts: Sequence[str]
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Binary bag-of-words features of prompts, vocabulary from the train prompts only.
+
+    Every whitespace-separated token is kept exactly as written (case and attached
+    punctuation included, single characters too), so the control sees everything the
+    prompt fixes. Returns sparse matrices for `fit_probe`.
+    """
+    vectorizer = CountVectorizer(token_pattern=r"\S+", lowercase=False, binary=True)
+    try:
+        X_train = vectorizer.fit_transform(list(train_texts))
+    except ValueError:  # every train prompt is empty: the control knows nothing
+        return sparse.csr_matrix((len(train_texts), 1)), sparse.csr_matrix((len(test_texts), 1))
+    return X_train, vectorizer.transform(list(test_texts))
+
+
+# ---------------------------------------------------------------------------------------
+# Selectivity
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SelectivityResult:
+    """Selectivity over layers, the best layer, and intervals (all in accuracy units).
+
+    Two best-layer figures, because picking the maximum of noisy estimates biases it
+    upward (the winner's curse):
+    - `best_selectivity` [`best_lo`, `best_hi`]: the layer with the highest point
+      selectivity and its paired interval. Biased upward; use it to name the layer.
+    - `crossfit_selectivity` [`crossfit_lo`, `crossfit_hi`]: the test examples are split
+      in two halves at random; the layer is chosen on one half and scored on the other,
+      and the other way round, so no example is scored by a layer chosen with its help.
+      This is the honest figure to report and rank by. `crossfit_layers` are the two
+      choices. Its interval holds those choices fixed.
+    """
+
+    layer_accuracy: list[float]
+    selectivity: list[float]
+    selectivity_lo: list[float]
+    selectivity_hi: list[float]
+    control_accuracy: dict[str, float]  # a per-layer control shows its best layer's accuracy
+    strongest_control: str
+    best_layer: int
+    best_selectivity: float
+    best_lo: float
+    best_hi: float
+    crossfit_selectivity: float
+    crossfit_lo: float
+    crossfit_hi: float
+    crossfit_layers: tuple[int, int]
+    n_test: int
+    n_boot: int
+    seed: int
+
+    def to_dict(self) -> dict:
+        """JSON-friendly: floats rounded, nan as None."""
+        return {
+            "layer_accuracy": [_round(v) for v in self.layer_accuracy],
+            "selectivity": [_round(v) for v in self.selectivity],
+            "selectivity_lo": [_round(v) for v in self.selectivity_lo],
+            "selectivity_hi": [_round(v) for v in self.selectivity_hi],
+            "control_accuracy": {k: _round(v) for k, v in self.control_accuracy.items()},
+            "strongest_control": self.strongest_control,
+            "best_layer": self.best_layer,
+            "best_selectivity": _round(self.best_selectivity),
+            "best_lo": _round(self.best_lo),
+            "best_hi": _round(self.best_hi),
+            "crossfit_selectivity": _round(self.crossfit_selectivity),
+            "crossfit_lo": _round(self.crossfit_lo),
+            "crossfit_hi": _round(self.crossfit_hi),
+            "crossfit_layers": list(self.crossfit_layers),
+            "n_test": self.n_test,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
+
+
+def _correct_matrix(results: Sequence[ProbeResult]) -> np.ndarray:
+    """Stack per-example correctness into a float matrix [n_probes, n_test]."""
+    return np.stack([r.correct for r in results]).astype(float)
+
+
+def selectivity(
+    layer_results: list[ProbeResult],
+    control_results: dict[str, ProbeResult | list[ProbeResult]],
+    seed: int,
+    n_boot: int = 1000,
+) -> SelectivityResult:
+    """selectivity(layer) = accuracy(layer) - max over controls of control accuracy.
+
+    Every probe must be scored on the same test examples in the same order. A control
+    given as a list (e.g. the random-init model probed at every layer) counts as its
+    best layer. Intervals are a paired bootstrap over test examples: each resample
+    recomputes every accuracy, and every max (over a control's layers and over
+    controls), on the same resampled examples. See `SelectivityResult` for the two
+    best-layer figures and why there are two.
+    """
+    if not layer_results:
+        raise ValueError("need at least one layer")
+    if not control_results:
+        raise ValueError("selectivity needs at least one control")
+    labels = layer_results[0].test_labels
+    n = labels.size
+    if n == 0:
+        raise ValueError("no test examples")
+    control_lists = {
+        name: list(r) if isinstance(r, (list, tuple)) else [r]
+        for name, r in control_results.items()
+    }
+    controls = {name: _correct_matrix(probes) for name, probes in control_lists.items()}
+    everything = list(layer_results) + [p for probes in control_lists.values() for p in probes]
+    if any(not np.array_equal(p.test_labels, labels) for p in everything):
+        raise ValueError("all probes must be scored on the same test examples, in order")
+
+    layers = _correct_matrix(layer_results)  # [L, n]
+
+    def control_max(idx: np.ndarray) -> float:
+        return max(float(c[:, idx].mean(axis=1).max()) for c in controls.values())
+
+    # Cross-fitting: choose the layer on one half, score it on the other half. The max
+    # over controls is the same for every layer, so choosing by accuracy is choosing by
+    # selectivity.
+    order = np.random.default_rng(seed).permutation(n)
+    half_a, half_b = order[: n // 2], order[n // 2 :]
+    if half_a.size and half_b.size:
+        layer_a = int(np.argmax(layers[:, half_a].mean(axis=1)))
+        layer_b = int(np.argmax(layers[:, half_b].mean(axis=1)))
+        crossfit_correct = np.empty(n)
+        crossfit_correct[half_b] = layers[layer_a, half_b]
+        crossfit_correct[half_a] = layers[layer_b, half_a]
+    else:  # one example cannot be split: no honest estimate
+        layer_a = layer_b = -1
+        crossfit_correct = np.full(n, math.nan)
+
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        ctrl = control_max(idx)
+        per_layer = layers[:, idx].mean(axis=1) - ctrl
+        return np.append(per_layer, crossfit_correct[idx].mean() - ctrl)
+
+    value, lo, hi = bootstrap_statistics(n, statistic, seed, n_boot)
+    per_layer, lo_layer, hi_layer = value[:-1], lo[:-1], hi[:-1]
+    best = int(np.argmax(per_layer))
+
+    control_accuracy = {name: float(c.mean(axis=1).max()) for name, c in controls.items()}
+    return SelectivityResult(
+        layer_accuracy=[r.accuracy for r in layer_results],
+        selectivity=per_layer.tolist(),
+        selectivity_lo=lo_layer.tolist(),
+        selectivity_hi=hi_layer.tolist(),
+        control_accuracy=control_accuracy,
+        strongest_control=max(control_accuracy, key=control_accuracy.get),
+        best_layer=best,
+        best_selectivity=float(per_layer[best]),
+        best_lo=float(lo_layer[best]),
+        best_hi=float(hi_layer[best]),
+        crossfit_selectivity=float(value[-1]),
+        crossfit_lo=float(lo[-1]),
+        crossfit_hi=float(hi[-1]),
+        crossfit_layers=(layer_a, layer_b),
+        n_test=n,
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Future lens
+# ---------------------------------------------------------------------------------------
+
+
+def _subsample(rows: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """At most max_rows of the given row indices, chosen at random, kept in order."""
+    if rows.size <= max_rows:
+        return rows
+    return np.sort(rng.choice(rows, size=max_rows, replace=False))
+
+
+def future_lens(
+    acts: np.ndarray,
+    future_tokens: np.ndarray,
+    current_tokens: np.ndarray,
+    train: np.ndarray,
+    seed: int,
+    *,
+    beyond_end: object = -1,
+    max_rows: int = 5000,
+    n_boot: int = 1000,
+    C: float = 1.0,
+) -> dict:
+    """Future-lens curve (Pal et al. 2023): decode the token at t+k from the state at t.
+
+    acts: [L, N, H], states at positions t. future_tokens: [N, K], column k-1 holds the
+    token at t+k (ints or strings); entries equal to `beyond_end` (past the end of the
+    text) leave that row out for that k. current_tokens: [N], the token at t. train: a
+    bool mask [N] of probe-train rows (the rest are test), or an array of train row
+    indices. Train and test rows are each subsampled to at most `max_rows` per k.
+
+    For each k, every layer is probed and compared, via `selectivity`, with one control:
+    a probe that sees only a one-hot of the token at t. The "gain" is best-layer accuracy
+    minus that control; the curve reports both the point best layer and the honest
+    cross-fitted figure (see `SelectivityResult`). Returns a JSON-friendly dict.
+    """
+    n_layers, n_rows = acts.shape[0], acts.shape[1]
+    future_tokens = np.asarray(future_tokens, dtype=object)
+    if future_tokens.ndim != 2 or future_tokens.shape[0] != n_rows:
+        raise ValueError("future_tokens must be [N, K] with N matching acts")
+    current = _labels(current_tokens)
+    train = np.asarray(train)
+    if train.dtype != bool:  # train row indices -> mask
+        mask = np.zeros(n_rows, dtype=bool)
+        mask[train] = True
+        train = mask
+
+    curve = []
+    for k in range(1, future_tokens.shape[1] + 1):
+        column = future_tokens[:, k - 1]
+        valid = np.asarray(column != beyond_end, dtype=bool)
+        rng = np.random.default_rng([seed, k])
+        train_rows = _subsample(np.flatnonzero(valid & train), max_rows, rng)
+        test_rows = _subsample(np.flatnonzero(valid & ~train), max_rows, rng)
+        point = {"k": k, "n_train": int(train_rows.size), "n_test": int(test_rows.size)}
+        if train_rows.size == 0 or test_rows.size == 0:
+            curve.append(point | {"best_layer": None, "gain": None, "crossfit_gain": None})
+            continue
+
+        y_train, y_test = _labels(column[train_rows]), _labels(column[test_rows])
+        layers = probe_layers(acts[:, train_rows], y_train, acts[:, test_rows], y_test, seed, C)
+        # The control: what the current token alone tells about the token at t+k.
+        encoder = OneHotEncoder(handle_unknown="ignore").fit(current[train_rows, None])
+        control = fit_probe(
+            encoder.transform(current[train_rows, None]), y_train,
+            encoder.transform(current[test_rows, None]), y_test, seed, C,
+        )
+        sel = selectivity(layers, {"current-token": control}, seed, n_boot)
+        best = sel.best_layer
+        curve.append(point | {
+            "best_layer": best,
+            "best_accuracy": _round(sel.layer_accuracy[best]),
+            "control_accuracy": _round(control.accuracy),
+            "gain": _round(sel.best_selectivity),
+            "gain_lo": _round(sel.best_lo),
+            "gain_hi": _round(sel.best_hi),
+            "crossfit_gain": _round(sel.crossfit_selectivity),
+            "crossfit_lo": _round(sel.crossfit_lo),
+            "crossfit_hi": _round(sel.crossfit_hi),
+            "layer_accuracy": [_round(v) for v in sel.layer_accuracy],
+        })
+    return {"n_layers": n_layers, "max_rows": max_rows, "seed": seed, "n_boot": n_boot,
+            "curve": curve}

@@ -1,0 +1,121 @@
+"""The results store: one JSON per (submission, task), written atomically.
+
+``results/<submission>/<task>.json`` holds the schema version, the cache key (model hash,
+task version, config hash), the config, seeds, data fingerprint, metrics with intervals,
+timings, library versions and git hash; ``<task>.examples.jsonl`` holds per-example logs.
+A cell whose stored key equals the current one is not recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+# Bumped whenever the harness changes how a number is computed, so old cells recompute.
+HARNESS_VERSION = "1"
+# Files that describe a model folder but do not change its behaviour.
+IGNORED_IN_HASH = {"train_log.json", "submission.toml"}
+
+
+def model_hash(folder: Path) -> str:
+    """SHA-256 over every file of a model folder (weights, config, tokenizer)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        if path.name in IGNORED_IN_HASH:
+            continue
+        h.update(str(path.relative_to(folder)).encode() + b"\x00")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:20]
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a JSON-able config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cell_key(model_digest: str, task_version: str, config: dict) -> dict:
+    """What must be unchanged for a stored cell to stand."""
+    return {"model_hash": model_digest, "task_version": task_version,
+            "config_hash": config_hash(config), "harness_version": HARNESS_VERSION}
+
+
+def cell_path(results_dir: Path, submission: str, task: str) -> Path:
+    return Path(results_dir) / submission / f"{task}.json"
+
+
+def read_cell(path: Path) -> dict | None:
+    """A stored cell, or None if absent or unreadable (an unreadable cell is recomputed)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_fresh(path: Path, key: dict) -> bool:
+    """True when a finished cell exists with exactly this key."""
+    cell = read_cell(path)
+    return bool(cell) and cell.get("status") == "ok" and cell.get("key") == key
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_cell(path: Path, cell: dict, examples: list[dict] | None = None) -> None:
+    """Store a cell (and its per-example log first, so the JSON marks a complete cell)."""
+    if examples is not None:
+        write_atomic(Path(path).with_suffix(".examples.jsonl"),
+                     "".join(json.dumps(e, sort_keys=True) + "\n" for e in examples))
+    write_atomic(path, json.dumps({"schema": SCHEMA_VERSION, **cell}, indent=1, sort_keys=True))
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that decide the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "tokenizers", "datasets", "scikit-learn", "numpy",
+                 "chess", "pronouncing", "mesabench"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_hash() -> str | None:
+    """The harness's git commit (None outside a checkout)."""
+    try:
+        here = Path(__file__).resolve().parent
+        res = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
+                             capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_all(results_dir: Path) -> list[dict]:
+    """Every stored cell under results_dir (unreadable files skipped)."""
+    cells = []
+    for path in sorted(Path(results_dir).glob("*/*.json")):
+        cell = read_cell(path)
+        if cell and "submission" in cell and "task" in cell:
+            cells.append(cell)
+    return cells

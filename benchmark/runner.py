@@ -1,0 +1,127 @@
+"""The evaluation runner: every (submission, task) cell, cached, contained, resumable.
+
+Each cell is independent: its result file is written atomically when it finishes, and a
+finished cell whose key (model hash, task version, config hash) is unchanged is skipped.
+So a run killed at any moment resumes where it stopped, and a changed model is never
+served old results. A failing submission gets an error cell and the others still run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from benchmark.results import (cell_key, cell_path, git_hash, is_fresh, library_versions,
+                               model_hash, write_cell)
+from benchmark.safety import SubmissionError
+from benchmark.submissions import Submission, read_submission
+
+# on_event(kind, submission, task, detail): kinds are "start", "stage", "done", "cached", "error".
+EventFn = Callable[[str, str, str, str], None]
+
+
+@dataclass
+class CellOutcome:
+    submission: str
+    task: str
+    status: str  # "ok", "cached" or "error"
+    detail: str = ""
+
+
+def _error_cell(sub_name: str, task: str, message: str, key: dict | None) -> dict:
+    return {"submission": sub_name, "task": task, "status": "error", "error": message,
+            "key": key, "run": {"date": dt.date.today().isoformat()}}
+
+
+def evaluate_folder(folder: Path, task_names: list[str], cfg, results_dir: Path,
+                    force: bool = False, on_event: EventFn = lambda *a: None) -> list[CellOutcome]:
+    """Evaluate one submission folder on the given tasks; never raises for a bad submission."""
+    try:
+        sub = read_submission(folder)
+    except SubmissionError as err:
+        name = Path(folder).name
+        for task in task_names:
+            write_cell(cell_path(results_dir, name, task), _error_cell(name, task, str(err), None))
+        on_event("error", name, "*", str(err))
+        return [CellOutcome(name, t, "error", str(err)) for t in task_names]
+    return evaluate_submission(sub, task_names, cfg, results_dir, force, on_event)
+
+
+def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir: Path,
+                        force: bool = False, on_event: EventFn = lambda *a: None) -> list[CellOutcome]:
+    """Evaluate a validated submission; each task's cell is cached, errors are contained."""
+    from tasks import get_task
+
+    wanted = [t for t in task_names if sub.tasks is None or t in sub.tasks]
+    outcomes: list[CellOutcome] = []
+    try:
+        from benchmark.safety import check_model_folder
+
+        check_model_folder(sub.model_path)
+        digest = model_hash(sub.model_path)
+    except SubmissionError as err:
+        for task in wanted:
+            write_cell(cell_path(results_dir, sub.name, task), _error_cell(sub.name, task, str(err), None))
+        on_event("error", sub.name, "*", str(err))
+        return [CellOutcome(sub.name, t, "error", str(err)) for t in wanted]
+
+    loaded = None
+    for task_name in wanted:
+        task = get_task(task_name)
+        key = cell_key(digest, task.version, cfg.to_dict())
+        path = cell_path(results_dir, sub.name, task_name)
+        if not force and is_fresh(path, key):
+            on_event("cached", sub.name, task_name, "")
+            outcomes.append(CellOutcome(sub.name, task_name, "cached"))
+            continue
+        on_event("start", sub.name, task_name, "")
+        start = time.time()
+        try:
+            if loaded is None:
+                from benchmark.models import load_model
+
+                on_event("stage", sub.name, task_name, "loading model")
+                loaded = load_model(sub.model_path)
+            result = _run_cell(loaded, task, cfg, lambda s: on_event("stage", sub.name, task_name, s))
+        except SubmissionError as err:
+            message = str(err)
+        except MemoryError:
+            message = "out of memory"
+        except Exception as err:  # noqa: BLE001 - a submission must never stop the others
+            import torch
+
+            if isinstance(err, torch.OutOfMemoryError):
+                message = "out of memory"
+            else:
+                first = (str(err).strip().splitlines() or [""])[0]
+                message = f"{type(err).__name__}: {first}"[:300]
+        else:
+            cell = {
+                "submission": sub.name, "task": task_name, "task_version": task.version,
+                "status": "ok", "key": key, "config": cfg.to_dict(),
+                "seeds": {"data": cfg.seed, "bootstrap": cfg.seed, "probe": cfg.seed,
+                          "random_init": cfg.seed},
+                "reference": sub.reference, "description": sub.description,
+                "authors": sub.authors, "data": result["data"], "metrics": result["metrics"],
+                "versions": library_versions(), "git": git_hash(),
+                # Everything that differs between two identical runs lives under "run".
+                "run": {"date": dt.date.today().isoformat(), "timings": result["timings"],
+                        "seconds": round(time.time() - start, 1)},
+            }
+            write_cell(path, cell, result["examples"])
+            on_event("done", sub.name, task_name, f"{time.time() - start:.0f}s")
+            outcomes.append(CellOutcome(sub.name, task_name, "ok"))
+            continue
+        write_cell(path, _error_cell(sub.name, task_name, message, key))
+        on_event("error", sub.name, task_name, message)
+        outcomes.append(CellOutcome(sub.name, task_name, "error", message))
+    return outcomes
+
+
+def _run_cell(loaded, task, cfg, progress) -> dict:
+    from benchmark.evaluate import evaluate_cell
+
+    return evaluate_cell(loaded, task, cfg, progress)

@@ -1,0 +1,74 @@
+"""Safe loading of submitted models: refuse anything that could run code on our machine.
+
+A submitted folder must hold safetensors weights, a config without custom code
+(``auto_map``) and no Python files; pickle files (``*.bin``, ``*.pt``, ...) are refused,
+never opened. Transformers is always called with ``trust_remote_code=False`` and
+``local_files_only=True``. Every failure is a `SubmissionError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+
+
+class SubmissionError(Exception):
+    """A submission cannot be evaluated; the message is one readable line."""
+
+
+def check_model_folder(folder: Path) -> dict:
+    """Check a model folder's files before anything is loaded; returns its config dict."""
+    if not folder.is_dir():
+        raise SubmissionError(f"model folder not found: {folder}")
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    pickles = sorted(p.name for p in files if p.suffix in PICKLE_SUFFIXES)
+    if pickles and not any(p.suffix == ".safetensors" for p in files):
+        raise SubmissionError(
+            f"pickle weights refused ({', '.join(pickles[:3])}): save the model with "
+            "save_pretrained(..., safe_serialization=True) to get .safetensors")
+    code = sorted(p.name for p in files if p.suffix == ".py")
+    if code:
+        raise SubmissionError(f"model folder contains Python files ({', '.join(code[:3])}): "
+                              "custom code is never run")
+    if not any(p.suffix == ".safetensors" for p in files):
+        raise SubmissionError(f"no .safetensors weights in {folder}")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise SubmissionError(f"no config.json in {folder}")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SubmissionError(f"config.json is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise SubmissionError("config.json must hold a JSON object")
+    if "auto_map" in config:
+        raise SubmissionError("config.json has auto_map (custom model code): refused")
+    return config
+
+
+def load_checked(folder: Path):
+    """Load (model, tokenizer) from a checked folder with every safety flag set."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    safe = {"local_files_only": True, "trust_remote_code": False}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, **safe)
+    except Exception as err:  # transformers raises many types; the user needs one line
+        raise SubmissionError(f"cannot load model: {_one_line(err)}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
+    except Exception as err:
+        raise SubmissionError(f"cannot load tokenizer: {_one_line(err)}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise SubmissionError("the tokenizer is not a fast tokenizer, so it has no offset "
+                              "mapping; save a tokenizer.json (PreTrainedTokenizerFast)")
+    return model, tokenizer
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,209 @@
+"""Training the reference baselines: one GPT-2 per (variant, seed) on a mixture of all tasks.
+
+Every variant sees the same data (drawn with `DATA_SEED`, whatever the model seed), the
+same architecture and the same number of steps and tokens; only the loss differs
+(`benchmark.stunting`). The loss covers the completion tokens and the end-of-text token,
+not the prompt: prompts (a chess board, a constraint) are inputs, not text to imitate.
+
+The result is an ordinary model folder (safetensors + tokenizer + ``train_log.json``)
+written atomically, so a baseline is evaluated exactly like a submission.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from benchmark.models import new_gpt2, pick_device, word_tokenizer
+
+DATA_SEED = 0
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a reference model; its hash names the run."""
+
+    variant: str = "unstunted"
+    seed: int = 0
+    tasks: tuple[str, ...] = ()
+    size: str = "full"  # which `Task.sizes` entry gives the number of training examples
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 128
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    stunt: dict = field(default_factory=dict)  # overrides of benchmark.stunting.StuntConfig
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor  # [B, T]: True where the prediction made at t (of t+1) counts
+    decision_mask: torch.Tensor  # [B, T]: True at decision positions
+
+
+def build_vocabulary(task_names: tuple[str, ...]) -> list[str]:
+    """The union of the tasks' vocabularies, in a fixed order."""
+    from tasks import get_task
+
+    vocab: dict[str, None] = {}
+    for name in task_names:
+        vocab.update(dict.fromkeys(get_task(name).vocabulary()))
+    return list(vocab)
+
+
+def encode_examples(tokenizer, examples: list[dict]) -> list[dict]:
+    """Token ids of prompt + completion + EOS, with the loss and decision positions."""
+    out = []
+    for ex in examples:
+        text = ex["prompt"] + ex["completion"]
+        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+        ids = enc["input_ids"] + [tokenizer.eos_token_id]
+        starts = [s for s, _ in enc["offset_mapping"]]
+        n_prompt = sum(1 for s in starts if s < len(ex["prompt"]))
+        # Position t predicts token t+1: count predictions of completion tokens and EOS.
+        loss_pos = list(range(n_prompt - 1, len(ids) - 1))
+        decision_pos = []
+        for d in ex["decisions"]:
+            before = [i for i, s in enumerate(starts) if s < d["offset"]]
+            if before:
+                decision_pos.append(before[-1])
+        out.append({"ids": ids, "loss": loss_pos, "decisions": decision_pos})
+    return out
+
+
+def collate(items: list[dict], pad_id: int, device: torch.device) -> Batch:
+    """Right-pad a list of encoded examples into a `Batch`."""
+    width = max(len(it["ids"]) for it in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(items), width), dtype=torch.long)
+    loss = torch.zeros((len(items), width), dtype=torch.bool)
+    dec = torch.zeros((len(items), width), dtype=torch.bool)
+    for i, it in enumerate(items):
+        ids[i, : len(it["ids"])] = torch.tensor(it["ids"])
+        attn[i, : len(it["ids"])] = 1
+        loss[i, it["loss"]] = True
+        dec[i, it["decisions"]] = True
+    return Batch(ids.to(device), attn.to(device), loss.to(device), dec.to(device))
+
+
+def training_data(cfg: TrainConfig, tokenizer) -> dict[str, list[dict]]:
+    """Encoded training examples per task (the same for every variant and seed)."""
+    from tasks import get_task
+
+    data = {}
+    for name in cfg.tasks:
+        task = get_task(name)
+        n_train = task.sizes[cfg.size][0]
+        data[name] = encode_examples(tokenizer, list(task.generate("train", n_train, DATA_SEED)))
+    return data
+
+
+def batch_schedule(data: dict[str, list[dict]], cfg: TrainConfig) -> list[tuple[str, list[int]]]:
+    """Which task and which examples each step uses: one task per batch (so lengths are
+    alike and padding is small), tasks drawn in proportion to their data, examples in
+    shuffled epochs. Deterministic for the model seed."""
+    rng = random.Random(cfg.seed)
+    names = list(data)
+    weights = [len(data[n]) for n in names]
+    orders = {n: [] for n in names}
+    schedule = []
+    for _ in range(cfg.steps):
+        name = rng.choices(names, weights)[0]
+        if len(orders[name]) < cfg.batch_size:
+            fresh = list(range(len(data[name])))
+            rng.shuffle(fresh)
+            orders[name].extend(fresh)
+        schedule.append((name, orders[name][: cfg.batch_size]))
+        del orders[name][: cfg.batch_size]
+    return schedule
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_reference(
+    cfg: TrainConfig, out_dir: Path, progress: Callable[[int, int, float], None] | None = None,
+) -> Path:
+    """Train one reference model and save it as a model folder at ``out_dir`` (atomically).
+
+    ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar).
+    """
+    from benchmark.stunting import StuntConfig, prepare_model, training_loss
+
+    torch.manual_seed(cfg.seed)
+    device = pick_device()
+    tokenizer = word_tokenizer(build_vocabulary(cfg.tasks))
+    data = training_data(cfg, tokenizer)
+    longest = max(len(it["ids"]) for items in data.values() for it in items)
+    if longest > cfg.n_positions:
+        raise ValueError(f"training text of {longest} tokens exceeds n_positions={cfg.n_positions}")
+    model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed)
+    stunt = StuntConfig(**cfg.stunt)
+    model = prepare_model(model, cfg.variant, stunt).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    log: list[dict] = []
+    start = time.time()
+    model.train()
+    for step, (name, idx) in enumerate(batch_schedule(data, cfg)):
+        batch = collate([data[name][i] for i in idx], tokenizer.pad_token_id, device)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
+                                    batch.loss_mask, stunt, decision_mask=batch.decision_mask)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step} ({cfg.variant})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.append({"step": step, "task": name, "loss": round(float(loss), 5),
+                        **{k: round(float(v), 5) for k, v in stats.items()}})
+        if progress:
+            progress(step + 1, cfg.steps, float(loss))
+    seconds = time.time() - start
+    return save_reference(model, tokenizer, cfg, out_dir, {"seconds": round(seconds, 1), "log": log,
+                          "tokens_seen": cfg.steps * cfg.batch_size})
+
+
+def save_reference(model, tokenizer, cfg: TrainConfig, out_dir: Path, info: dict) -> Path:
+    """Write the model folder to a temporary sibling, then rename it into place."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # Saved models always use the standard attention: myopia is a training-time device.
+    model.config._attn_implementation = "sdpa"
+    model.eval()
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "train_log.json").write_text(json.dumps({"config": cfg.to_dict(), **info}, indent=1))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir

@@ -1,0 +1,548 @@
+"""Constrained completion: sentences that must meet a stated constraint (after COLLIE, 2023).
+
+Text format (space-separated lower-case tokens)::
+
+    constraint : end with river in 7 words : the old sailor slowly rowed to the river
+    |------------- prompt ----------------| |-------------- completion --------------|
+
+Five families, one prompt template each (L = number of words, 4 to 10):
+
+| family      | prompt                                              | a completion passes when            |
+| ----------- | --------------------------------------------------- | ----------------------------------- |
+| `end-word`  | ``constraint : end with river in 7 words :``        | L words, the last one is "river"    |
+| `end-rhyme` | ``constraint : end with a rhyme of cake in 6 words :`` | L words, the last one is a different word that rhymes (CMU) |
+| `kth-word`  | ``constraint : word 3 is sailor in 7 words :``      | L words, word 3 is "sailor"         |
+| `counts`    | ``constraint : 6 words with 29 letters :``          | L words with 29 letters in all      |
+| `acrostic`  | ``constraint : first letters spell c a k e :``      | one word per letter, initials spell it |
+
+The acrostic word is spelled out letter by letter so that a word-level tokenizer can see
+its letters. Checks are made on words (`tasks.base.words`): case and punctuation are
+ignored, so a pretrained model with its own tokenizer is judged the same way. The checker
+asks only for the constraint, not for words of this task's vocabulary.
+
+Why planning pays off (the dependence, by construction). Reference completions come from
+a small grammar::
+
+    [OPENER] SUBJECT [ADVERB] VERB DET [ADJ [ADJ]] NOUN
+    SUBJECT = PRONOUN | NAME | DET [ADJ [ADJ]] AGENT
+
+Every noun belongs to one of 22 topics (water, farm, kitchen, music, ...), and the topic
+fixes the agent, the verb phrase and the adjectives before the noun ("the fisherman rowed
+to the calm bay", "the baker tasted a sweet peach"); "a" becomes "an" before a vowel sound
+(CMU). The generator picks the slot word first (the given end word, a rhyme partner of the
+given word, a noun whose initial ends the acrostic, ...) and then builds the words before
+it to fit: so the agent, the verb and the article *before* the slot are a function of the
+word that fills it, and a model that has chosen the slot word at the start of the
+completion predicts them better. The length L is met by choosing a sentence shape (which
+optional parts appear) that sums to L, another decision the first words already reveal.
+
+Decisions, all at the start of the completion (offset = len(prompt)):
+
+- ``end_word``: the word the completion ends on; horizon L.
+- ``slot_word``: the word at the constrained slot: the end word for end-word, end-rhyme,
+  counts and acrostic, the k-th word for kth-word; horizon = its position (1-based), the
+  number of words until it is written.
+
+Splits are by a hash of the prompt, so no prompt is in two splits. Lexicon: ~730 common
+English words, every one in the CMU Pronouncing Dictionary.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from typing import NamedTuple
+
+from tasks.base import Task, make_example, split_of, words
+
+VERSION = "1"
+FAMILIES = ("end-word", "end-rhyme", "kth-word", "counts", "acrostic")
+MIN_WORDS, MAX_WORDS = 4, 10
+ACROSTIC_LENGTHS = (4, 5, 6)
+
+
+class Topic(NamedTuple):
+    """A semantic class: its nouns, and the agents, verbs and adjectives that go with them."""
+
+    name: str
+    agents: tuple[str, ...]
+    verbs: tuple[str, ...]  # verb phrases of one or two words, each fits every noun
+    adjectives: tuple[str, ...]
+    nouns: tuple[str, ...]
+    mass: tuple[str, ...] = ()  # nouns that take "some" rather than "a"
+
+
+def _topic(name: str, agents: str, verbs: str, adjectives: str, nouns: str, mass: str = "") -> Topic:
+    return Topic(name, tuple(agents.split()), tuple(v.strip() for v in verbs.split(",")),
+                 tuple(adjectives.split()), tuple(nouns.split()), tuple(mass.split()))
+
+
+TOPICS = (
+    _topic("water", "sailor fisherman captain swimmer",
+           "sailed to, rowed to, swam to, drifted to, reached, crossed",
+           "deep blue calm cold wide quiet",
+           "sea lake river shore beach island harbor pond bay coast ocean stream boat ship "
+           "raft canoe dock pier yacht"),
+    _topic("creatures", "diver fisherman child",
+           "caught, fed, watched, swam with, chased",
+           "huge silver slippery tiny shy",
+           "fish whale shark crab seal turtle frog eel dolphin swan duck goose otter"),
+    _topic("farm", "farmer shepherd",
+           "fed, brushed, herded, led, sold, rode",
+           "fat lazy brown noisy hungry muddy",
+           "cow pig goat horse sheep hen lamb donkey mule bull ox calf chicken pony rooster "
+           "mare cat dog"),
+    _topic("wild", "hunter ranger explorer",
+           "tracked, spotted, followed, ran from, hid from",
+           "wild fierce sleepy grey clever dangerous",
+           "bear wolf fox lion tiger deer snake owl eagle elephant monkey rabbit mouse moose "
+           "hare bat raven crow bee crane kangaroo rat bug nest snail raccoon"),
+    _topic("food", "cook baker chef",
+           "ate, served, tasted, cooked, shared",
+           "sweet warm fresh tasty sour delicious",
+           "cake bread pie soup apple pear orange egg cheese rice meat steak toast pizza "
+           "salad peach plum bun stew cookie honey lemon grape cherry banana potato tomato "
+           "bean corn pea cone snack meal",
+           "bread soup cheese rice meat toast salad stew honey corn"),
+    _topic("drinks", "waiter guest",
+           "drank, poured, spilled, sipped",
+           "cold hot strong fresh bitter",
+           "tea coffee milk juice wine water beer soda lemonade cocoa",
+           "tea coffee milk juice wine water beer soda lemonade cocoa"),
+    _topic("kitchen", "maid servant",
+           "washed, dropped, broke, filled, dried",
+           "clean dirty broken empty shiny cracked",
+           "cup plate bowl spoon fork knife pot pan jar dish kettle glass mug tray bottle "
+           "grill jug"),
+    _topic("rooms", "guest visitor cleaner",
+           "walked into, hid in, cleaned, slept in, waited in",
+           "dark cozy tidy messy dusty chilly",
+           "kitchen bedroom hall attic cellar garage house room bathroom basement barn cabin "
+           "hut tent shed den shack"),
+    _topic("furniture", "carpenter painter",
+           "painted, fixed, moved, polished, built",
+           "wooden heavy new small white",
+           "bed chair table desk sofa lamp shelf clock mirror door window rug bench stool "
+           "couch cradle cupboard wall seat chest mat"),
+    _topic("clothes", "tailor lady dancer",
+           "wore, washed, bought, folded, mended",
+           "warm woolen pretty silky torn",
+           "hat coat shirt dress sock shoe boot scarf glove vest jacket belt skirt sweater "
+           "cap gown apron ring cape"),
+    _topic("town", "teacher doctor student tourist",
+           "walked to, drove to, went to, visited",
+           "busy big crowded famous empty",
+           "market store shop bank school church library hotel station park museum hospital "
+           "office cafe bakery theater zoo city town village mall mill street"),
+    _topic("vehicles", "driver pilot mechanic",
+           "drove, parked, waited for, repaired, steered",
+           "fast shiny slow noisy rusty",
+           "car bus train bike truck plane taxi van tractor wagon cart jeep rocket wheel tire"),
+    _topic("land", "hiker climber traveler",
+           "climbed, crossed, wandered to, hiked to",
+           "steep green rocky high lonely",
+           "hill mountain valley forest field meadow cave desert cliff road path bridge "
+           "canyon peak ridge trail rock stone sand track mine",
+           "sand"),
+    _topic("plants", "gardener florist",
+           "watered, planted, picked, trimmed, smelled",
+           "tall tiny yellow pretty young",
+           "tree flower rose grass bush seed leaf vine tulip daisy oak pine weed lily fern "
+           "moss cactus palm",
+           "grass moss"),
+    _topic("sky", "poet astronomer dreamer",
+           "looked at, watched, stared at, pointed at, dreamed of",
+           "bright pale full distant grey",
+           "moon sun star cloud sky rain snow storm rainbow wind comet planet sunset light fog",
+           "rain snow wind light fog"),
+    _topic("music", "musician singer drummer",
+           "played, heard, tuned, listened to",
+           "loud soft lovely sad gentle",
+           "song guitar drum piano bell flute violin tune horn harp band trumpet whistle "
+           "choir concert radio banjo"),
+    _topic("toys", "child kid",
+           "threw, found, lost, played with, hugged",
+           "little favorite tiny colorful plastic",
+           "ball kite doll game puzzle balloon toy robot marble puppet block crayon sled "
+           "swing shell"),
+    _topic("writing", "teacher student writer clerk",
+           "read, wrote, opened, signed, copied",
+           "long short secret strange boring",
+           "book letter paper map note card story poem lesson page diary novel report "
+           "message list magazine newspaper notebook envelope ticket mail",
+           "paper mail"),
+    _topic("tools", "builder worker plumber",
+           "carried, dropped, grabbed, used, cleaned",
+           "heavy rusty strong sharp long",
+           "hammer nail rope ladder shovel axe chain wire box bucket drill key lock brick pen "
+           "pencil brush tape needle wrench rake hose glue string sack pail",
+           "glue"),
+    _topic("fire", "camper guard",
+           "lit, sat by, put out, looked at",
+           "bright warm hot smoky",
+           "fire candle torch stove oven match lantern flame fireplace bonfire campfire log"),
+    _topic("people", "man woman boy girl stranger",
+           "met, helped, called, thanked, visited, waved at, smiled at",
+           "kind old young brave rich poor friendly",
+           "friend neighbor baby mother father uncle aunt sister brother cousin nurse"),
+    _topic("royal", "knight soldier guard prince",
+           "guarded, rode to, defended, marched to",
+           "golden ancient royal grand mighty",
+           "castle tower palace gate throne crown king queen princess kingdom dragon sword "
+           "shield flag"),
+)
+
+# Topic-neutral words: they carry no plan, so the topic shows first in the agent or verb.
+PRONOUNS = ("i", "he", "she", "we", "they", "you")
+NAMES = tuple("anna ben carl dan emma fred grace harry ivy jack kate lucy max nina oscar paul "
+              "quinn ruth sam tom uma victor wendy yvonne zoe".split())
+OPENERS = tuple(tuple(p.split()) for p in (
+    "today", "yesterday", "then", "later", "once", "one day", "last night", "that morning",
+    "at dawn", "at noon", "in the morning", "after school", "after dinner"))
+ADVERBS = tuple("slowly quickly finally suddenly gladly never often always quietly happily "
+                "carefully bravely eagerly proudly rarely nervously calmly".split())
+SUBJECT_ADJECTIVES = tuple("old young little tired happy brave kind tall clever busy lonely "
+                           "sleepy angry proud shy gentle eager".split())
+# (determiner, weight): "the" is commonest; "a" turns into "an" before a vowel sound.
+DETERMINERS = (("the", 8), ("a", 6), ("my", 1), ("his", 1), ("her", 1), ("our", 1),
+               ("their", 1), ("your", 1), ("this", 1), ("that", 1), ("every", 1), ("each", 1),
+               ("one", 1))
+MASS_DETERMINERS = (("the", 8), ("some", 4), ("my", 1), ("his", 1), ("her", 1), ("our", 1),
+                    ("their", 1), ("your", 1), ("this", 1), ("that", 1))
+PROMPT_WORDS = ("constraint", ":", "end", "with", "a", "rhyme", "of", "in", "words", "word",
+                "is", "letters", "first", "spell")
+
+# A slot of a sentence shape: (role, number of words).
+Shape = tuple[tuple[str, int], ...]
+
+
+# ---------------------------------------------------------------- lexicon helpers
+
+
+@functools.lru_cache(maxsize=1)
+def _topic_of() -> dict[str, Topic]:
+    """Noun -> its topic (every noun is in exactly one topic)."""
+    return {noun: topic for topic in TOPICS for noun in topic.nouns}
+
+
+def nouns() -> list[str]:
+    """Every noun that can end a reference sentence, in lexicon order."""
+    return list(_topic_of())
+
+
+@functools.lru_cache(maxsize=None)
+def _rhyme_parts(word: str) -> frozenset[str]:
+    import pronouncing
+
+    return frozenset(pronouncing.rhyming_part(p) for p in pronouncing.phones_for_word(word))
+
+
+def rhymes_with(a: str, b: str) -> bool:
+    """True when two different words rhyme in some CMU pronunciation of each."""
+    a, b = a.lower().strip(), b.lower().strip()
+    return bool(a and b and a != b and _rhyme_parts(a) & _rhyme_parts(b))
+
+
+@functools.lru_cache(maxsize=None)
+def starts_with_vowel_sound(word: str) -> bool:
+    """Does the word's first CMU phone be a vowel ("an hour", "a unicorn")?"""
+    import pronouncing
+
+    phones = pronouncing.phones_for_word(word)
+    return bool(phones) and phones[0].split()[0][-1].isdigit()
+
+
+def letter_count(ws: list[str]) -> int:
+    """Letters in a list of words (apostrophes do not count)."""
+    return sum(ch.isalpha() for w in ws for ch in w)
+
+
+@functools.lru_cache(maxsize=1)
+def rhyme_partners() -> dict[str, tuple[str, ...]]:
+    """Rhyme cue -> the nouns that rhyme with it: the end-rhyme family's instances.
+
+    Cues are the lexicon's content words (nouns, agents, adjectives, one-word verbs) that
+    have at least one rhyming noun other than themselves.
+    """
+    content = list(dict.fromkeys(
+        [w for t in TOPICS for w in (*t.nouns, *t.agents, *t.adjectives)]
+        + [v for t in TOPICS for v in t.verbs if " " not in v] + list(SUBJECT_ADJECTIVES)))
+    table = {}
+    for cue in content:
+        partners = tuple(n for n in nouns() if rhymes_with(cue, n))
+        if partners:
+            table[cue] = partners
+    return table
+
+
+def lexicon() -> list[str]:
+    """Every word a reference completion can contain."""
+    out = [*PRONOUNS, *NAMES, *(w for p in OPENERS for w in p), *ADVERBS, *SUBJECT_ADJECTIVES,
+           *(d for d, _ in DETERMINERS), "an", *(d for d, _ in MASS_DETERMINERS)]
+    for t in TOPICS:
+        out += [*t.agents, *(w for v in t.verbs for w in v.split()), *t.adjectives, *t.nouns]
+    return list(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=1)
+def acrostic_words() -> tuple[str, ...]:
+    """The words an acrostic may spell: lexicon words of 4 to 6 letters that have a solution."""
+    candidates = [w for w in lexicon() if len(w) in ACROSTIC_LENGTHS and w.isalpha()]
+    return tuple(w for w in candidates if _acrostic_solvable(w))
+
+
+# ---------------------------------------------------------------- the sentence grammar
+
+
+@functools.lru_cache(maxsize=None)
+def _shapes(verb_lengths: tuple[int, ...], length: int) -> tuple[Shape, ...]:
+    """Every sentence shape of exactly ``length`` words (which optional parts appear)."""
+    opener_lengths = sorted({0} | {len(p) for p in OPENERS})
+    subjects = [(("subject", 1),)] + [
+        (("subj_det", 1),) + (("subj_adj", 1),) * k + (("agent", 1),) for k in range(3)]
+    out = []
+    for o in opener_lengths:
+        for subject in subjects:
+            for adverb in (0, 1):
+                for v in verb_lengths:
+                    for k in range(3):
+                        shape = ((("opener", o),) if o else ()) + subject \
+                            + ((("adverb", 1),) if adverb else ()) + (("verb", v),) \
+                            + (("obj_det", 1),) + (("obj_adj", 1),) * k + (("noun", 1),)
+                        if sum(n for _, n in shape) == length:
+                            out.append(shape)
+    return tuple(out)
+
+
+def shapes_for(noun: str, length: int) -> tuple[Shape, ...]:
+    """The shapes of ``length`` words that a sentence ending on ``noun`` can take."""
+    topic = _topic_of()[noun]
+    return _shapes(tuple(sorted({len(v.split()) for v in topic.verbs})), length)
+
+
+def _options(role: str, n: int, topic: Topic, noun: str) -> list[tuple[tuple[str, ...], int]]:
+    """Candidate phrases of ``n`` words for a slot, with weights."""
+    if role == "opener":
+        return [(p, 1) for p in OPENERS if len(p) == n]
+    if role == "subject":  # pronouns as likely as names in all
+        return [((p,), 4) for p in PRONOUNS] + [((m,), 1) for m in NAMES]
+    if role == "subj_adj":
+        return [((a,), 1) for a in SUBJECT_ADJECTIVES]
+    if role == "adverb":
+        return [((a,), 1) for a in ADVERBS]
+    if role == "agent":
+        return [((a,), 1) for a in topic.agents]
+    if role == "verb":
+        return [(tuple(v.split()), 1) for v in topic.verbs if len(v.split()) == n]
+    if role == "obj_adj":
+        return [((a,), 1) for a in topic.adjectives]
+    if role == "noun":
+        return [((noun,), 1)]
+    raise ValueError(f"unknown slot role {role!r}")
+
+
+def _fits(phrase: tuple[str, ...], initials: str | None, pos: int) -> bool:
+    return initials is None or all(w[0] == initials[pos + i] for i, w in enumerate(phrase))
+
+
+def _fill(rng: random.Random, shape: Shape, noun: str,
+          initials: str | None = None) -> list[tuple[str, str]] | None:
+    """Fill a shape with words (each with its role), or None if a slot has no fitting word.
+
+    Content words are chosen first, determiners last: a determiner depends on the word
+    after it ("a" or "an") and on whether the noun is a mass noun.
+    """
+    topic = _topic_of()[noun]
+    out: list[tuple[str, str]] = []
+    for role, n in shape:
+        if role.endswith("_det"):
+            out.append(("", role))
+            continue
+        used = {w for w, _ in out}
+        options = [(p, w) for p, w in _options(role, n, topic, noun)
+                   if _fits(p, initials, len(out)) and not (role.endswith("_adj") and p[0] in used)]
+        if not options:
+            return None
+        phrase = rng.choices([p for p, _ in options], [w for _, w in options])[0]
+        out += [(word, role if i == 0 else role + "_part") for i, word in enumerate(phrase)]
+    for i, (_, role) in enumerate(out):
+        if not role.endswith("_det"):
+            continue
+        table = MASS_DETERMINERS if role == "obj_det" and noun in topic.mass else DETERMINERS
+        after = out[i + 1][0]
+        options = [("an" if d == "a" and starts_with_vowel_sound(after) else d, w) for d, w in table]
+        options = [(d, w) for d, w in options if _fits((d,), initials, i)]
+        if not options:
+            return None
+        out[i] = (rng.choices([d for d, _ in options], [w for _, w in options])[0], role)
+    return out
+
+
+def sentence(rng: random.Random, noun: str, length: int) -> list[tuple[str, str]]:
+    """A reference sentence of ``length`` words ending on ``noun``: (word, role) pairs."""
+    filled = _fill(rng, rng.choice(shapes_for(noun, length)), noun)
+    assert filled is not None  # without initials every slot has options
+    return filled
+
+
+@functools.lru_cache(maxsize=None)
+def _acrostic_solvable(word: str) -> bool:
+    # Slots are independent given the letters (distinct letters never compete for one
+    # adjective), so one fill attempt per (noun, shape) decides whether a solution exists.
+    rng = random.Random(0)
+    return any(_fill(rng, shape, noun, word) is not None
+               for noun in nouns() if noun[0] == word[-1]
+               for shape in shapes_for(noun, len(word)))
+
+
+def acrostic_sentence(rng: random.Random, word: str) -> list[tuple[str, str]] | None:
+    """A reference sentence whose initials spell ``word`` (None if the grammar has none)."""
+    pairs = [(noun, shape) for noun in nouns() if noun[0] == word[-1]
+             for shape in shapes_for(noun, len(word))]
+    rng.shuffle(pairs)
+    for noun, shape in pairs:
+        filled = _fill(rng, shape, noun, word)
+        if filled is not None:
+            return filled
+    return None
+
+
+# ---------------------------------------------------------------- the five families
+
+
+def _instance(family: str, rng: random.Random) -> tuple[str, list[tuple[str, str]], dict, int]:
+    """(prompt, sentence, constraint parameters, index of the slot word) for one item."""
+    if family == "acrostic":
+        word = rng.choice(acrostic_words())
+        filled = acrostic_sentence(rng, word)
+        assert filled is not None
+        return (f"constraint : first letters spell {' '.join(word)} :", filled,
+                {"spell": word}, len(word) - 1)
+    length = rng.randint(MIN_WORDS, MAX_WORDS)
+    if family == "end-rhyme":
+        cue = rng.choice(sorted(rhyme_partners()))
+        filled = sentence(rng, rng.choice(rhyme_partners()[cue]), length)
+        return (f"constraint : end with a rhyme of {cue} in {length} words :", filled,
+                {"length": length, "rhyme": cue}, length - 1)
+    noun = rng.choice(nouns())
+    filled = sentence(rng, noun, length)
+    if family == "end-word":
+        return (f"constraint : end with {noun} in {length} words :", filled,
+                {"length": length, "end": noun}, length - 1)
+    if family == "kth-word":
+        # The slot is a topic word (agent, verb or adjective) before the end, so the words
+        # before it depend on it and the end noun stays free.
+        slots = [i for i, (_, role) in enumerate(filled) if role in ("agent", "verb", "obj_adj")]
+        k = rng.choice(slots) + 1
+        return (f"constraint : word {k} is {filled[k - 1][0]} in {length} words :", filled,
+                {"length": length, "k": k, "word": filled[k - 1][0]}, k - 1)
+    if family == "counts":
+        letters = letter_count([w for w, _ in filled])
+        return (f"constraint : {length} words with {letters} letters :", filled,
+                {"length": length, "letters": letters}, length - 1)
+    raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
+
+
+def sample_example(family: str, rng: random.Random, id: str = "") -> dict:
+    """One example of ``family`` drawn with ``rng`` (its reference completion solves it)."""
+    prompt, filled, params, slot = _instance(family, rng)
+    ws = [w for w, _ in filled]
+    decisions = [
+        {"name": "end_word", "offset": len(prompt), "target": ws[-1], "horizon": len(ws)},
+        {"name": "slot_word", "offset": len(prompt), "target": ws[slot], "horizon": slot + 1},
+    ]
+    meta = {"group": family, "family": family, **params}
+    return make_example(id, prompt, " " + " ".join(ws), decisions, meta)
+
+
+def satisfies(meta: dict, ws: list[str]) -> bool:
+    """Do the words ``ws`` meet the constraint described by ``meta``?"""
+    family = meta["family"]
+    if family == "acrostic":
+        spell = meta["spell"]
+        return len(ws) == len(spell) and all(w[0] == c for w, c in zip(ws, spell))
+    if len(ws) != meta["length"]:
+        return False
+    if family == "end-word":
+        return ws[-1] == meta["end"]
+    if family == "end-rhyme":
+        return rhymes_with(ws[-1], meta["rhyme"])
+    if family == "kth-word":
+        return ws[meta["k"] - 1] == meta["word"]
+    if family == "counts":
+        return letter_count(ws) == meta["letters"]
+    raise ValueError(f"unknown family {family!r}")
+
+
+def _meta(example: dict) -> dict:
+    meta = example["meta"]
+    return json.loads(meta) if isinstance(meta, str) else meta
+
+
+class ConstrainedTask(Task):
+    name = "constrained"
+    version = VERSION
+    description = ("Completions that must meet a stated constraint (end word, rhyme, k-th "
+                   "word, word and letter counts, acrostic); the words before the "
+                   "constrained slot depend on the word that fills it.")
+    target_names = ("end_word", "slot_word")
+    max_new_tokens = MAX_WORDS + 2
+    sizes = {"full": (20000, 600), "quick": (4000, 300)}
+    # Eval splits avoid repeating a prompt until this many draws in a row hit a seen one
+    # (the counts family has only a few hundred prompts in all).
+    max_repeat_misses = 200
+
+    def generate(self, split: str, n: int, seed: int):
+        """``n`` examples of ``split``, the five families in turn, deterministic for ``seed``.
+
+        Items go to splits by a hash of their prompt, so no prompt is in two splits. In
+        the dev and test splits a prompt is not repeated while the family has fresh ones.
+        """
+        import datasets
+
+        rng = random.Random(f"{self.name}-{VERSION}-{split}-{seed}")
+        rows: list[dict] = []
+        seen: set[str] = set()
+        misses = dict.fromkeys(FAMILIES, 0)
+        for i in range(n):
+            family = FAMILIES[i % len(FAMILIES)]
+            while True:
+                ex = sample_example(family, rng, f"{self.name}-{split}-{seed}-{i}")
+                if split_of(ex["prompt"]) != split:
+                    continue
+                repeats_ok = split == "train" or misses[family] >= self.max_repeat_misses
+                key = ex["prompt"] + ex["completion"] if repeats_ok else ex["prompt"]
+                if key in seen:
+                    misses[family] += 1
+                    continue
+                if not repeats_ok:
+                    misses[family] = 0
+                seen.update({key, ex["prompt"] + ex["completion"]})
+                rows.append(ex)
+                break
+        return datasets.Dataset.from_list(rows)
+
+    def check(self, example: dict, completion: str) -> bool:
+        """The completion meets the prompt's constraint, judged on its words."""
+        if not isinstance(completion, str):
+            return False
+        ws = words(completion)
+        return bool(ws) and satisfies(_meta(example), ws)
+
+    def target_from_completion(self, example: dict, completion: str, name: str) -> str | None:
+        """``end_word``: the completion's last word; ``slot_word``: its word at the slot."""
+        if name not in self.target_names:
+            raise ValueError(f"unknown target {name!r}; targets: {', '.join(self.target_names)}")
+        ws = words(completion) if isinstance(completion, str) else []
+        meta = _meta(example)
+        if name == "slot_word" and meta["family"] == "kth-word":
+            return ws[meta["k"] - 1] if len(ws) >= meta["k"] else None
+        return ws[-1] if ws else None
+
+    def vocabulary(self) -> list[str]:
+        longest = max(len(w) for w in lexicon())
+        numbers = [str(i) for i in range(1, MAX_WORDS * longest + 1)]
+        letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+        return list(dict.fromkeys([*PROMPT_WORDS, *numbers, *letters, *lexicon(),
+                                   *rhyme_partners()]))
