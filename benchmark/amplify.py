@@ -66,14 +66,16 @@ def topk_stable(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
     torch.topk alone does not promise an order among equal values, and beam search must be
     deterministic, so the k winners are re-sorted by (value desc, index asc); a row whose k-th
-    value is tied with an element outside the winners falls back to a full stable sort.
+    value equals the (k+1)-th (a tie across the cut) falls back to a full stable sort.
     """
-    vals, idx = x.topk(k, dim=-1)
+    extra = x.shape[-1] > k  # one more than needed tells whether a tie crosses the cut
+    vals, idx = x.topk(k + 1 if extra else k, dim=-1)
+    tied = vals[..., k] == vals[..., k - 1] if extra else torch.zeros(vals.shape[:-1], dtype=torch.bool, device=x.device)
+    vals, idx = vals[..., :k], idx[..., :k]
     idx, order = idx.sort(dim=-1)
     vals = vals.gather(-1, order)
     vals, order = vals.sort(dim=-1, descending=True, stable=True)
     idx = idx.gather(-1, order)
-    tied = (x >= vals[..., -1:]).sum(-1) > k
     if tied.any():
         v2, i2 = x[tied].sort(dim=-1, descending=True, stable=True)
         vals[tied], idx[tied] = v2[..., :k], i2[..., :k]
@@ -179,6 +181,13 @@ def _search_from_cache(
     if depth == 1:
         return tok1[..., None], scores1
     budget = beams_per_chunk or max(width, LOGIT_BUDGET // V)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and N and int(position_ids[rows, ts].max()) + depth - 1 >= limit:
+        raise ValueError(
+            f"a depth-{depth} beam from the last scored position needs position id "
+            f"{int(position_ids[rows, ts].max()) + depth - 1}, beyond the model's {limit} positions: "
+            f"score fewer positions or use a model with n_positions >= sequence length + depth - 1"
+        )
 
     # Work items: the positions of one row, at most `per_item` of them (rows stay together so
     # their beams share one cache copy).

@@ -39,6 +39,7 @@ class EvalConfig:
     """Everything that decides an evaluation's numbers (its hash is part of the cache key)."""
 
     size: str = "full"  # which Task.sizes entry: number of examples per eval split
+    n_eval: int | None = None  # overrides the size's number of examples per split (tests)
     seed: int = 0  # data seed of the eval splits; also bootstrap and probe seeds
     max_success: int = 300  # test prompts played for success@greedy / success@beam
     beam_width: int = 4  # W of success@beam(W)
@@ -287,7 +288,7 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
         timings[name] = round(time.time() - clock, 2)
         clock = time.time()
 
-    n_eval = task.sizes[cfg.size][1]
+    n_eval = cfg.n_eval or task.sizes[cfg.size][1]
     dev = list(task.generate("dev", n_eval, cfg.seed))
     test = list(task.generate("test", n_eval, cfg.seed))
     check_encodable(loaded, dev + test)

@@ -184,10 +184,10 @@ def train_reference(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 50 == 0 or step == cfg.steps - 1:
-            log.append({"step": step, "task": name, "loss": round(float(loss), 5),
+            log.append({"step": step, "task": name, "loss": round(loss.item(), 5),
                         **{k: round(float(v), 5) for k, v in stats.items()}})
         if progress:
-            progress(step + 1, cfg.steps, float(loss))
+            progress(step + 1, cfg.steps, loss.item())
     seconds = time.time() - start
     return save_reference(model, tokenizer, cfg, out_dir, {"seconds": round(seconds, 1), "log": log,
                           "tokens_seen": cfg.steps * cfg.batch_size})
@@ -199,7 +199,9 @@ def save_reference(model, tokenizer, cfg: TrainConfig, out_dir: Path, info: dict
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     # Saved models always use the standard attention: myopia is a training-time device.
-    model.config._attn_implementation = "sdpa"
+    from benchmark.stunting import restore_attention
+
+    restore_attention(model)
     model.eval()
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

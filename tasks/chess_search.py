@@ -119,7 +119,11 @@ class MateSolver:
     every search. ``mate_in(board, n)`` is the core question; the other methods build on it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, moves: str = "all") -> None:
+        # "all": an exact search. "checks" or "forcing" (checks and captures): the attacker
+        # only tries those moves, a cheap search that finds most puzzle mates and proves
+        # nothing when it finds none (used to pick candidates, never to judge them).
+        self.moves = moves
         # position key -> (largest n known NOT to mate, smallest n known to mate); mate in n
         # is monotone in n, so one proof or disproof answers many later questions.
         self.table: dict[object, tuple[int, int]] = {}
@@ -127,6 +131,7 @@ class MateSolver:
         # refutation (a king step, capturing the checker) usually refutes the next try too.
         self.killers: dict[int, list[chess.Move]] = {}
         self.nodes = 0
+        self.leaves: dict[object, bool] = {}  # mate in 1 or not, by position
 
     # -- attacker to move -------------------------------------------------------------
     def mate_in(self, board: chess.Board, n: int) -> bool:
@@ -134,9 +139,12 @@ class MateSolver:
         if n <= 0:
             return False
         self.nodes += 1
-        if n == 1:
-            return _has_mate_in_1(board)
         key = board._transposition_key()  # the position without move counters (python-chess)
+        if n == 1:
+            known = self.leaves.get(key)
+            if known is None:
+                known = self.leaves[key] = _has_mate_in_1(board)
+            return known
         lo, hi = self.table.get(key, (0, 99))
         if n <= lo:
             return False
@@ -156,6 +164,8 @@ class MateSolver:
     def ordered_attacks(self, board: chess.Board) -> list[chess.Move]:
         """Legal moves, most forcing first: checks, then captures by victim value, then the rest."""
         checks = checking_moves(board)
+        if self.moves == "checks":
+            return checks
         first = set(checks)
         captures, quiet = [], []
         for move in board.generate_legal_moves():
@@ -167,28 +177,35 @@ class MateSolver:
             else:
                 quiet.append(move)
         captures.sort(key=lambda item: item[0])
+        if self.moves == "forcing":
+            return checks + [m for _, m in captures]
         return checks + [m for _, m in captures] + quiet
 
     # -- defender to move ---------------------------------------------------------------
     def defender_lost(self, board: chess.Board, n: int) -> bool:
         """With the defender to move: is it mated now, or mated in at most ``n`` whatever it plays?"""
+        killers = self.killers.setdefault(n, [])
+        if n > 0:
+            # Try the known refutations before generating every reply: most disproofs end here.
+            for killer in killers:
+                if board.is_legal(killer):
+                    board.push(killer)
+                    mated = self.mate_in(board, n)
+                    board.pop()
+                    if not mated:
+                        return False
         replies = list(board.generate_legal_moves())
         if not replies:
             return board.is_check()
         if n <= 0:
             return False
-        killers = self.killers.setdefault(n, [])
-        for killer in killers:
-            if killer in replies:
-                replies.remove(killer)
-                replies.insert(0, killer)
         for reply in replies:
+            if reply in killers:
+                continue  # already shown to lose
             board.push(reply)
             mated = self.mate_in(board, n)
             board.pop()
             if not mated:
-                if reply in killers:
-                    killers.remove(reply)
                 killers.insert(0, reply)
                 del killers[2:]
                 return False

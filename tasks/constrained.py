@@ -198,8 +198,9 @@ PRONOUNS = ("i", "he", "she", "we", "they", "you")
 NAMES = tuple("anna ben carl dan emma fred grace harry ivy jack kate lucy max nina oscar paul "
               "quinn ruth sam tom uma victor wendy yvonne zoe".split())
 OPENERS = tuple(tuple(p.split()) for p in (
-    "today", "yesterday", "then", "later", "once", "one day", "last night", "that morning",
-    "at dawn", "at noon", "in the morning", "after school", "after dinner"))
+    "today", "yesterday", "then", "later", "once", "now", "soon", "still", "sometimes",
+    "meanwhile", "one day", "last night", "that morning", "every night", "on sunday", "at dawn",
+    "at noon", "before noon", "in the morning", "after school", "after dinner"))
 ADVERBS = tuple("slowly quickly finally suddenly gladly never often always quietly happily "
                 "carefully bravely eagerly proudly rarely nervously calmly".split())
 SUBJECT_ADJECTIVES = tuple("old young little tired happy brave kind tall clever busy lonely "
@@ -268,11 +269,15 @@ def rhyme_partners() -> dict[str, tuple[str, ...]]:
     content = list(dict.fromkeys(
         [w for t in TOPICS for w in (*t.nouns, *t.agents, *t.adjectives)]
         + [v for t in TOPICS for v in t.verbs if " " not in v] + list(SUBJECT_ADJECTIVES)))
+    by_part: dict[str, list[str]] = {}
+    for noun in nouns():
+        for part in _rhyme_parts(noun):
+            by_part.setdefault(part, []).append(noun)
     table = {}
     for cue in content:
-        partners = tuple(n for n in nouns() if rhymes_with(cue, n))
-        if partners:
-            table[cue] = partners
+        found = {n for part in _rhyme_parts(cue) for n in by_part.get(part, ()) if n != cue}
+        if found:
+            table[cue] = tuple(n for n in nouns() if n in found)
     return table
 
 
@@ -285,10 +290,28 @@ def lexicon() -> list[str]:
     return list(dict.fromkeys(out))
 
 
+# Proper names, brands and rude words among wordfreq's common words: not acrostic targets.
+ACROSTIC_BLOCKLIST = frozenset("""
+    john london james trump obama google thomas http https israel scott boston taylor iran
+    wales adam andrew matt dumb joseph korean sarah simon jason egypt rome roman morgan moscow
+    islam vegas dutch crap sweden arab roger walter carter graham oregon greece murray cooper
+    adams khan poland steven susan aaron greg jacob utah gotta mama butt breast murder bomb
+    german french peter trans haha thats blog""".split())
+
+
 @functools.lru_cache(maxsize=1)
 def acrostic_words() -> tuple[str, ...]:
-    """The words an acrostic may spell: lexicon words of 4 to 6 letters that have a solution."""
-    candidates = [w for w in lexicon() if len(w) in ACROSTIC_LENGTHS and w.isalpha()]
+    """The words an acrostic may spell: common words of 4 to 6 letters that have a solution.
+
+    Drawn from the lexicon (names aside) and wordfreq's 5,000 commonest English words;
+    about 700 of them can be spelled by the grammar.
+    """
+    import wordfreq
+
+    pool = [w for w in lexicon() if w not in NAMES] + wordfreq.top_n_list("en", 5000)
+    candidates = dict.fromkeys(
+        w for w in pool if w.isascii() and w.isalpha() and len(w) in ACROSTIC_LENGTHS
+        and w not in ACROSTIC_BLOCKLIST)
     return tuple(w for w in candidates if _acrostic_solvable(w))
 
 
@@ -315,31 +338,49 @@ def _shapes(verb_lengths: tuple[int, ...], length: int) -> tuple[Shape, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=None)
+def noun_frame(noun: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The verb phrases and adjectives that go with ``noun``: two of its topic's each.
+
+    Fixed by the noun (a seeded choice, one verb always of a single word so that short
+    sentences exist), so the verb and the adjective narrow the noun down within its topic.
+    """
+    topic = _topic_of()[noun]
+    pick = random.Random(f"frame-{noun}")
+    first = pick.choice([v for v in topic.verbs if " " not in v])
+    second = pick.choice([v for v in topic.verbs if v != first])
+    return (first, second), tuple(pick.sample(topic.adjectives, 2))
+
+
 def shapes_for(noun: str, length: int) -> tuple[Shape, ...]:
     """The shapes of ``length`` words that a sentence ending on ``noun`` can take."""
-    topic = _topic_of()[noun]
-    return _shapes(tuple(sorted({len(v.split()) for v in topic.verbs})), length)
+    return _shapes(tuple(sorted({len(v.split()) for v in noun_frame(noun)[0]})), length)
 
 
-def _options(role: str, n: int, topic: Topic, noun: str) -> list[tuple[tuple[str, ...], int]]:
-    """Candidate phrases of ``n`` words for a slot, with weights."""
+@functools.lru_cache(maxsize=None)
+def _options(role: str, n: int, noun: str) -> tuple[tuple[tuple[str, ...], ...], tuple[int, ...]]:
+    """Candidate phrases of ``n`` words for a slot of a sentence ending on ``noun``, and weights."""
+    verbs, adjectives = noun_frame(noun)
     if role == "opener":
-        return [(p, 1) for p in OPENERS if len(p) == n]
-    if role == "subject":  # pronouns as likely as names in all
-        return [((p,), 4) for p in PRONOUNS] + [((m,), 1) for m in NAMES]
-    if role == "subj_adj":
-        return [((a,), 1) for a in SUBJECT_ADJECTIVES]
-    if role == "adverb":
-        return [((a,), 1) for a in ADVERBS]
-    if role == "agent":
-        return [((a,), 1) for a in topic.agents]
-    if role == "verb":
-        return [(tuple(v.split()), 1) for v in topic.verbs if len(v.split()) == n]
-    if role == "obj_adj":
-        return [((a,), 1) for a in topic.adjectives]
-    if role == "noun":
-        return [((noun,), 1)]
-    raise ValueError(f"unknown slot role {role!r}")
+        pairs = [(p, 1) for p in OPENERS if len(p) == n]
+    elif role == "subject":  # pronouns as likely as names in all
+        pairs = [((p,), 4) for p in PRONOUNS] + [((m,), 1) for m in NAMES]
+    elif role == "subj_adj":
+        pairs = [((a,), 1) for a in SUBJECT_ADJECTIVES]
+    elif role == "adverb":
+        pairs = [((a,), 1) for a in ADVERBS]
+    elif role == "agent":
+        pairs = [((a,), 1) for a in _topic_of()[noun].agents]
+    elif role == "verb":
+        pairs = [(tuple(v.split()), 1) for v in verbs if len(v.split()) == n]
+    elif role == "obj_adj":  # mostly the noun's own adjectives
+        pairs = [((a,), 8) for a in adjectives]
+        pairs += [((a,), 1) for a in SUBJECT_ADJECTIVES if a not in adjectives]
+    elif role == "noun":
+        pairs = [((noun,), 1)]
+    else:
+        raise ValueError(f"unknown slot role {role!r}")
+    return tuple(p for p, _ in pairs), tuple(w for _, w in pairs)
 
 
 def _fits(phrase: tuple[str, ...], initials: str | None, pos: int) -> bool:
@@ -359,12 +400,15 @@ def _fill(rng: random.Random, shape: Shape, noun: str,
         if role.endswith("_det"):
             out.append(("", role))
             continue
-        used = {w for w, _ in out}
-        options = [(p, w) for p, w in _options(role, n, topic, noun)
-                   if _fits(p, initials, len(out)) and not (role.endswith("_adj") and p[0] in used)]
-        if not options:
+        phrases, weights = _options(role, n, noun)
+        if initials is not None or role.endswith("_adj"):
+            used = {w for w, _ in out}
+            keep = [i for i, p in enumerate(phrases) if _fits(p, initials, len(out))
+                    and not (role.endswith("_adj") and p[0] in used)]
+            phrases, weights = [phrases[i] for i in keep], [weights[i] for i in keep]
+        if not phrases:
             return None
-        phrase = rng.choices([p for p, _ in options], [w for _, w in options])[0]
+        phrase = rng.choices(phrases, weights)[0]
         out += [(word, role if i == 0 else role + "_part") for i, word in enumerate(phrase)]
     for i, (_, role) in enumerate(out):
         if not role.endswith("_det"):
@@ -387,19 +431,49 @@ def sentence(rng: random.Random, noun: str, length: int) -> list[tuple[str, str]
 
 
 @functools.lru_cache(maxsize=None)
+def _slot_initials(role: str, n: int, noun: str) -> frozenset[str]:
+    """The initials (one letter per word) of every phrase that can fill a slot."""
+    if role.endswith("_det"):
+        mass = role == "obj_det" and noun in _topic_of()[noun].mass
+        return frozenset(d[0] for d, _ in (MASS_DETERMINERS if mass else DETERMINERS))
+    return frozenset("".join(w[0] for w in p) for p in _options(role, n, noun)[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _acrostic_candidates(word: str) -> tuple[tuple[str, Shape], ...]:
+    """(noun, shape) pairs whose slots all have a phrase with the right initials.
+
+    A quick filter on letters alone: `_fill` still decides, since two adjective slots
+    cannot take the same word.
+    """
+    out = []
+    for noun in nouns():
+        if noun[0] != word[-1]:
+            continue
+        for shape in shapes_for(noun, len(word)):
+            pos, ok = 0, True
+            for role, n in shape[:-1]:
+                if word[pos:pos + n] not in _slot_initials(role, n, noun):
+                    ok = False
+                    break
+                pos += n
+            if ok:
+                out.append((noun, shape))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
 def _acrostic_solvable(word: str) -> bool:
-    # Slots are independent given the letters (distinct letters never compete for one
-    # adjective), so one fill attempt per (noun, shape) decides whether a solution exists.
+    # Given the letters, slots only compete when two adjective slots want one word, and
+    # then every fill attempt fails alike: one attempt per candidate decides.
     rng = random.Random(0)
     return any(_fill(rng, shape, noun, word) is not None
-               for noun in nouns() if noun[0] == word[-1]
-               for shape in shapes_for(noun, len(word)))
+               for noun, shape in _acrostic_candidates(word))
 
 
 def acrostic_sentence(rng: random.Random, word: str) -> list[tuple[str, str]] | None:
     """A reference sentence whose initials spell ``word`` (None if the grammar has none)."""
-    pairs = [(noun, shape) for noun in nouns() if noun[0] == word[-1]
-             for shape in shapes_for(noun, len(word))]
+    pairs = list(_acrostic_candidates(word))
     rng.shuffle(pairs)
     for noun, shape in pairs:
         filled = _fill(rng, shape, noun, word)
@@ -490,7 +564,7 @@ class ConstrainedTask(Task):
     max_new_tokens = MAX_WORDS + 2
     sizes = {"full": (20000, 600), "quick": (4000, 300)}
     # Eval splits avoid repeating a prompt until this many draws in a row hit a seen one
-    # (the counts family has only a few hundred prompts in all).
+    # (the counts family has only ~250 prompts in all, ~25 of them in each eval split).
     max_repeat_misses = 200
 
     def generate(self, split: str, n: int, seed: int):
@@ -503,7 +577,11 @@ class ConstrainedTask(Task):
 
         rng = random.Random(f"{self.name}-{VERSION}-{split}-{seed}")
         rows: list[dict] = []
-        seen: set[str] = set()
+        seen_prompts: set[str] = set()
+        seen_items: set[str] = set()
+        # Per family, what a new item must not repeat: 0 its prompt, 1 the whole item,
+        # 2 nothing. A family moves on after `max_repeat_misses` rejected draws in a row.
+        level = dict.fromkeys(FAMILIES, 1 if split == "train" else 0)
         misses = dict.fromkeys(FAMILIES, 0)
         for i in range(n):
             family = FAMILIES[i % len(FAMILIES)]
@@ -511,14 +589,17 @@ class ConstrainedTask(Task):
                 ex = sample_example(family, rng, f"{self.name}-{split}-{seed}-{i}")
                 if split_of(ex["prompt"]) != split:
                     continue
-                repeats_ok = split == "train" or misses[family] >= self.max_repeat_misses
-                key = ex["prompt"] + ex["completion"] if repeats_ok else ex["prompt"]
-                if key in seen:
+                item = ex["prompt"] + ex["completion"]
+                repeat = (ex["prompt"] in seen_prompts if level[family] == 0
+                          else item in seen_items if level[family] == 1 else False)
+                if repeat:
                     misses[family] += 1
+                    if misses[family] >= self.max_repeat_misses:
+                        level[family], misses[family] = level[family] + 1, 0
                     continue
-                if not repeats_ok:
-                    misses[family] = 0
-                seen.update({key, ex["prompt"] + ex["completion"]})
+                misses[family] = 0
+                seen_prompts.add(ex["prompt"])
+                seen_items.add(item)
                 rows.append(ex)
                 break
         return datasets.Dataset.from_list(rows)

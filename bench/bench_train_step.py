@@ -1,0 +1,99 @@
+"""Training-step time of every variant as a ratio to the unstunted step, side by side.
+
+    /work/venv/bin/python bench/bench_train_step.py [--repeats 5] [--warmup 2]
+
+A step is forward + backward + AdamW on a 4-layer × 128 GPT-2, vocab 2,000, batch 32 × 64.
+Variants run round-robin (one step each per round), so a change in machine load hits all of
+them alike; the median over rounds is reported. Targets: myopic <= 1.5x, stunted <= 3x.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark.stunting import StuntConfig, prepare_model, training_loss  # noqa: E402
+
+RUNS = [
+    ("unstunted", {}),
+    ("myopic", {}),
+    ("stunted-skip", {"positions": "sample"}),
+    ("stunted-penalty", {"positions": "sample"}),
+    ("stunted-balance", {"positions": "sample"}),
+    ("stunted-skip", {"positions": "all"}),
+    ("stunted-penalty", {"positions": "all"}),
+    ("stunted-balance", {"positions": "all"}),
+    ("stunted-skip", {"positions": "all", "width": 8, "depth": 3}),
+]
+
+
+def new_model() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    # n_positions leaves room for the beams' tokens past the last position (t + D - 1).
+    cfg = GPT2Config(vocab_size=2000, n_positions=128, n_embd=128, n_layer=4, n_head=4,
+                     bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    cfg._attn_implementation = "sdpa"
+    return GPT2LMHeadModel(cfg)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 2000, (32, 64), generator=g)
+    attn = torch.ones_like(ids)
+    lengths = torch.randint(40, 65, (32,), generator=g)
+    for i, n in enumerate(lengths.tolist()):  # right padding, as training batches have
+        attn[i, n:] = 0
+    loss_mask = attn.bool().clone()
+    loss_mask[:, :8] = False  # a prompt
+    loss_mask[torch.arange(32), lengths - 1] = False  # the last real token predicts nothing
+    decisions = torch.zeros_like(loss_mask)
+    decisions[:, 20] = True
+
+    setups = []
+    for variant, overrides in RUNS:
+        cfg = StuntConfig(**overrides)
+        model = prepare_model(new_model(), variant, cfg).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        setups.append((variant, overrides, cfg, model, opt))
+
+    def step(variant, cfg, model, opt) -> float:
+        start = time.perf_counter()
+        loss, _ = training_loss(model, variant, ids, attn, loss_mask, cfg, decision_mask=decisions)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - start
+
+    times = {i: [] for i in range(len(setups))}
+    for r in range(args.warmup + args.repeats):
+        for i, (variant, _, cfg, model, opt) in enumerate(setups):
+            t = step(variant, cfg, model, opt)
+            if r >= args.warmup:
+                times[i].append(t)
+
+    base = statistics.median(times[0])
+    n_tokens = int(loss_mask.sum())
+    print(f"train step, 4 layers x 128, vocab 2000, batch 32 x 64 ({n_tokens} loss tokens), "
+          f"median of {args.repeats} after {args.warmup} warm-up rounds")
+    print(f"{'variant':<18} {'settings':<38} {'step s':>7} {'x unstunted':>12}")
+    for i, (variant, overrides, cfg, _, _) in enumerate(setups):
+        med = statistics.median(times[i])
+        settings = "" if not variant.startswith("stunted") else (
+            f"W={cfg.width} D={cfg.depth} positions={cfg.positions}"
+            + (f" frac={cfg.sample_frac}" if cfg.positions == "sample" else ""))
+        print(f"{variant:<18} {settings:<38} {med:>7.3f} {med / base:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
