@@ -34,9 +34,11 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-# Budget for one chunk of the tree search, in logit elements (beams × vocab): ~64 MB of float32
-# logits, and a few tensors of that size, keeps memory modest for any vocabulary.
+# Budgets for one chunk of the tree search, so memory stays modest for any vocabulary and
+# length: logit elements (beams × vocab, ~64 MB in float32) and attention-mask elements
+# (beams × visible keys, which grows with the square of the beams per row).
 LOGIT_BUDGET = 1 << 24
+MASK_BUDGET = 1 << 23
 
 DEFAULT_LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 
@@ -190,8 +192,15 @@ def _search_from_cache(
         )
 
     # Work items: the positions of one row, at most `per_item` of them (rows stay together so
-    # their beams share one cache copy).
+    # their beams share one cache copy). x = P·W beams of an item see T + (D-1)·x keys.
+    T = attention_mask.shape[1]
+
+    def mask_size(beams: int) -> int:
+        return beams * (T + (depth - 1) * beams)
+
     per_item = max(1, budget // width)
+    while per_item > 1 and mask_size(per_item * width) > MASK_BUDGET:
+        per_item = per_item * 3 // 4
     order = torch.argsort(rows, stable=True)
     sorted_rows = rows[order].tolist()
     items: list[list[int]] = []
@@ -208,7 +217,9 @@ def _search_from_cache(
         # Greedily take items while n × P × W stays inside the budget.
         P = len(items[i])
         j = i + 1
-        while j < len(items) and (j - i + 1) * max(P, len(items[j])) * width <= budget:
+        while j < len(items) and (j - i + 1) * max(P, len(items[j])) * width <= budget and (
+            (j - i + 1) * mask_size(max(P, len(items[j])) * width) <= MASK_BUDGET
+        ):
             P = max(P, len(items[j]))
             j += 1
         chunk = items[i:j]

@@ -237,21 +237,31 @@ def _train(task_names, variants, seeds, quick: bool, submissions: Path) -> list[
 @click.option("--task", "task_names", multiple=True, help="Tasks to evaluate (default: all).")
 @click.option("--quick", is_flag=True, help="Smaller evaluation sets.")
 @click.option("--force", is_flag=True, help="Recompute cells even when cached.")
+@click.option("--shard", default="0/1", show_default=True,
+              help="I/N: evaluate only every N-th submission starting at I (spread a run over "
+                   "machines with your scheduler; results merge by file).")
 @click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
 @click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
-def evaluate(submission, task_names, quick, force, submissions, results) -> None:
+def evaluate(submission, task_names, quick, force, shard, submissions, results) -> None:
     """Evaluate SUBMISSION(s) (names under submissions/ or folders; default: all).
 
     Finished cells are cached by model hash, task version and config; a failing
     submission gets one error line and the others still run. Exits non-zero if any
     submission you named explicitly failed.
     """
-    failed = _evaluate(submission, tuple(_all_tasks(task_names)), quick, force, submissions, results)
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+        assert 0 <= index < count
+    except (ValueError, AssertionError):
+        raise click.BadParameter(f"--shard must be I/N with 0 <= I < N, got {shard!r}") from None
+    failed = _evaluate(submission, tuple(_all_tasks(task_names)), quick, force, submissions,
+                       results, (index, count))
     if submission and failed:
         sys.exit(1)
 
 
-def _evaluate(submission, task_names, quick, force, submissions: Path, results: Path) -> list[str]:
+def _evaluate(submission, task_names, quick, force, submissions: Path, results: Path,
+              shard: tuple[int, int] = (0, 1)) -> list[str]:
     _quiet_libraries()
     from benchmark.evaluate import EvalConfig
     from benchmark.runner import evaluate_folder
@@ -259,6 +269,7 @@ def _evaluate(submission, task_names, quick, force, submissions: Path, results: 
 
     folders = [(Path(s) if Path(s).is_dir() and (Path(s) / "submission.toml").exists()
                 else submissions / s) for s in submission] or find_submissions(submissions)
+    folders = folders[shard[0]::shard[1]]
     cfg = EvalConfig(size="quick" if quick else "full")
     failed = []
     with _progress() as progress:
@@ -305,6 +316,24 @@ def _leaderboard(out: Path, results: Path, submissions: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- run
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="One seed, small data, few steps (minutes).")
+@click.option("--task", "task_names", multiple=True, help="Tasks (default: all).")
+@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True)
+def experiment(quick: bool, task_names, submissions: Path, results: Path, out: Path) -> None:
+    """The headline experiment alone: train every reference variant and seed, evaluate
+    them (and the random-init control), write the leaderboard. Resumable."""
+    names = tuple(_all_tasks(task_names))
+    start = time.time()
+    trained = _train(names, (), (), quick, submissions)
+    _evaluate(tuple(str(submissions / n) for n in trained), names, quick, False, submissions, results)
+    _leaderboard(out, results, submissions)
+    console.print(f"done in {time.time() - start:.0f}s")
+
 
 
 @main.command()

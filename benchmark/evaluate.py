@@ -261,21 +261,37 @@ def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: lis
 # --------------------------------------------------------------------------------------
 
 
-def check_encodable(loaded: LoadedModel, examples: list[dict]) -> None:
-    """Refuse a tokenizer that maps task text to unknown tokens (the model cannot read it)."""
+def check_model_sanity(loaded: LoadedModel, examples: list[dict]) -> None:
+    """Refuse, up front and with one line, a model that cannot be evaluated: a tokenizer
+    that maps task text to unknown tokens or to ids the model does not have, or a model
+    whose logits are NaN or infinite. Failing here beats a crash deep inside generation."""
     tok = loaded.tokenizer
-    if tok.unk_token_id is None:
-        return
-    bad = 0
-    for ex in examples[:200]:
-        ids = tok(ex["prompt"] + ex["completion"], add_special_tokens=False)["input_ids"]
-        bad += ids.count(tok.unk_token_id)
-    if bad:
-        raise SubmissionError(f"the tokenizer cannot encode the task's text ({bad} unknown "
-                              "tokens in the first 200 examples)")
-    if max(max(tok(ex["prompt"] + ex["completion"])["input_ids"], default=0)
-           for ex in examples[:200]) >= loaded.model.config.vocab_size:
-        raise SubmissionError("the tokenizer produces ids beyond the model's vocabulary")
+    sample = [ex["prompt"] + ex["completion"] for ex in examples[:200]]
+    ids = [tok(text, add_special_tokens=False)["input_ids"] for text in sample]
+    if tok.unk_token_id is not None:
+        bad = sum(row.count(tok.unk_token_id) for row in ids)
+        if bad:
+            raise SubmissionError(f"the tokenizer cannot encode the task's text ({bad} unknown "
+                                  f"tokens in the first {len(sample)} examples)")
+    if tok.pad_token_id is None:
+        raise SubmissionError("the tokenizer has no eos token (needed to stop generation and to pad)")
+    config = loaded.model.config
+    specials = [i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None]
+    top = max([max(row, default=0) for row in ids] + specials)
+    if top >= config.vocab_size:
+        raise SubmissionError(f"the tokenizer produces id {top}, beyond the model's vocabulary "
+                              f"of {config.vocab_size}")
+    context = getattr(config, "max_position_embeddings", None)
+    longest = max(len(row) for row in ids)
+    if context and longest > context:
+        raise SubmissionError(f"the task's texts are up to {longest} tokens, longer than the "
+                              f"model's context of {context}")
+    # One small forward pass: NaN or infinite weights show here, before any generation.
+    batch, mask, _ = encode(tok, sample[:8], loaded.device)
+    with torch.no_grad():
+        logits = loaded.model(input_ids=batch, attention_mask=mask).logits
+    if not torch.isfinite(logits[mask.bool()]).all():
+        raise SubmissionError("the model returns NaN or infinite logits")
 
 
 def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress = lambda s: None) -> dict:
@@ -291,7 +307,7 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     n_eval = cfg.n_eval or task.sizes[cfg.size][1]
     dev = list(task.generate("dev", n_eval, cfg.seed))
     test = list(task.generate("test", n_eval, cfg.seed))
-    check_encodable(loaded, dev + test)
+    check_model_sanity(loaded, dev + test)
     lap("data")
 
     progress("greedy")

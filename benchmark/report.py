@@ -32,9 +32,12 @@ PLOTS = "leaderboard_plots"
 
 def escape(text: object) -> str:
     """Make user text inert in Markdown and HTML (names, descriptions, error messages)."""
-    s = html.escape(str(text), quote=True)
-    s = re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", s)
-    return s.replace("\n", " ").replace("\r", " ")
+    # HTML first (only & < >: quotes are harmless outside tags, and the entity '&#x27;'
+    # would be broken by the Markdown pass), then backslash every Markdown character, so
+    # a name can neither open a tag nor a link nor end a table cell ('|').
+    s = html.escape(str(text), quote=False)
+    s = re.sub(r"([\\`*_{}\[\]()#+!|~-])", r"\\\1", s)
+    return " ".join(s.split())
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -89,17 +92,20 @@ def _stale(cell: dict, current_hashes: dict[str, str | None]) -> bool:
 
 
 def _current_hashes(submissions_dir: Path, names: set[str]) -> dict[str, str | None]:
-    """The model hash each submission has now (file hashing only; no model is loaded)."""
-    from benchmark.safety import SubmissionError
-    from benchmark.submissions import read_submission
+    """The model hash each submission has now (file hashing only; no model is loaded).
 
-    out = {}
-    for name in names:
+    Submissions are matched by the name in their submission.toml, not by folder name."""
+    from benchmark.safety import SubmissionError
+    from benchmark.submissions import find_submissions, read_submission
+
+    out: dict[str, str | None] = {}
+    for folder in find_submissions(submissions_dir):
         try:
-            sub = read_submission(Path(submissions_dir) / name)
-            out[name] = model_hash(sub.model_path) if sub.model_path.is_dir() else None
+            sub = read_submission(folder)
+            if sub.name in names and sub.name not in out and sub.model_path.is_dir():
+                out[sub.name] = model_hash(sub.model_path)
         except (SubmissionError, OSError):
-            out[name] = None
+            continue
     return out
 
 

@@ -9,6 +9,7 @@ served old results. A failing submission gets an error cell and the others still
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,17 +37,43 @@ def _error_cell(sub_name: str, task: str, message: str, key: dict | None) -> dic
             "key": key, "run": {"date": dt.date.today().isoformat()}}
 
 
+def one_line(message: str, limit: int = 300) -> str:
+    """An error message as one line of at most ``limit`` characters (no tracebacks)."""
+    return " ".join(str(message).split())[:limit]
+
+
+def safe_name(folder: Path) -> str:
+    """A results-folder name for a submission whose own name could not be read.
+
+    The folder's name may be anything (``..``, ``<b>``): keep only characters that are
+    safe in a path and in the leaderboard, so an error cell never lands outside results/.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(folder).resolve().name).lstrip(".")
+    return name[:64] or "unnamed"
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Delete temporary files a killed run left in a submission's results folder.
+
+    `results.write_atomic` writes ``.<file>.<random>.tmp`` and renames; a run killed in
+    between leaves the temporary file, which nothing reads. One run per results folder
+    is assumed (shards split submissions, so they never share a folder).
+    """
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def evaluate_folder(folder: Path, task_names: list[str], cfg, results_dir: Path,
                     force: bool = False, on_event: EventFn = lambda *a: None) -> list[CellOutcome]:
     """Evaluate one submission folder on the given tasks; never raises for a bad submission."""
     try:
         sub = read_submission(folder)
     except SubmissionError as err:
-        name = Path(folder).name
+        name, message = safe_name(folder), one_line(err)
         for task in task_names:
-            write_cell(cell_path(results_dir, name, task), _error_cell(name, task, str(err), None))
-        on_event("error", name, "*", str(err))
-        return [CellOutcome(name, t, "error", str(err)) for t in task_names]
+            write_cell(cell_path(results_dir, name, task), _error_cell(name, task, message, None))
+        on_event("error", name, "*", message)
+        return [CellOutcome(name, t, "error", message) for t in task_names]
     return evaluate_submission(sub, task_names, cfg, results_dir, force, on_event)
 
 
@@ -57,16 +84,18 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
 
     wanted = [t for t in task_names if sub.tasks is None or t in sub.tasks]
     outcomes: list[CellOutcome] = []
+    _remove_leftovers(Path(results_dir) / sub.name)
     try:
         from benchmark.safety import check_model_folder
 
         check_model_folder(sub.model_path)
         digest = model_hash(sub.model_path)
-    except SubmissionError as err:
+    except (SubmissionError, OSError) as err:
+        message = one_line(err if isinstance(err, SubmissionError) else f"cannot read the model folder: {err}")
         for task in wanted:
-            write_cell(cell_path(results_dir, sub.name, task), _error_cell(sub.name, task, str(err), None))
-        on_event("error", sub.name, "*", str(err))
-        return [CellOutcome(sub.name, t, "error", str(err)) for t in wanted]
+            write_cell(cell_path(results_dir, sub.name, task), _error_cell(sub.name, task, message, None))
+        on_event("error", sub.name, "*", message)
+        return [CellOutcome(sub.name, t, "error", message) for t in wanted]
 
     loaded = None
     for task_name in wanted:
@@ -97,7 +126,7 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
                 message = "out of memory"
             else:
                 first = (str(err).strip().splitlines() or [""])[0]
-                message = f"{type(err).__name__}: {first}"[:300]
+                message = f"{type(err).__name__}: {first}"
         else:
             cell = {
                 "submission": sub.name, "task": task_name, "task_version": task.version,
@@ -115,6 +144,9 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
             on_event("done", sub.name, task_name, f"{time.time() - start:.0f}s")
             outcomes.append(CellOutcome(sub.name, task_name, "ok"))
             continue
+        message = one_line(message)
+        # The error cell keeps the key for the record, but `is_fresh` only accepts "ok"
+        # cells, so the next run retries it.
         write_cell(path, _error_cell(sub.name, task_name, message, key))
         on_event("error", sub.name, task_name, message)
         outcomes.append(CellOutcome(sub.name, task_name, "error", message))

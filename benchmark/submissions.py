@@ -54,6 +54,8 @@ def read_submission(folder: Path) -> Submission:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise SubmissionError(f"{path}: malformed TOML: {err}") from None
+    except OSError as err:
+        raise SubmissionError(f"{path}: cannot read: {err.strerror or err}") from None
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         raise SubmissionError(f"{path}: unknown keys {unknown}; allowed: {sorted(KNOWN_KEYS)}")

@@ -1,31 +1,36 @@
-"""Generating mate-in-N puzzles (N = 1, 2, 3) with python-chess alone.
+"""Generating mate-in-N puzzles (N = 1, 2, 3), with python-chess as the judge.
 
 Random play almost never reaches a mate, so the source is games played by a noisy greedy
 policy that likes captures, checks and squares near the enemy king; most such games end in
-checkmate. The positions a few moves before that mate (the mating side to move) are the
-candidates, and an exact search decides which of them are puzzles:
+checkmate. The mating side's positions in the last few moves before that mate are the
+candidates, and an exact search decides which of them are puzzles: the side to move mates
+in N against every defence, in no fewer moves, and exactly one first move does so (for a
+mate in 1: exactly one move mates).
 
-- mate in 1: exactly one move mates;
-- mate in 2 or 3: the side to move mates in N against every defence, in no fewer, and
-  exactly one first move does so (as in Lichess puzzles).
-
-Finding a mate in 2 is cheap enough to search every candidate in full; for a mate in 3 a
+Searching every candidate in full for a mate in 2 is cheap; for a mate in 3 it is not, so a
 checks-only search (every attacker move a check) picks the candidates and the full search
-judges them, so the mates in 3 here all start with a check... no: they may start with any
-move the checks-only search did not need; see ``_mate3_candidate``.
+judges them: mates in 3 whose quiet moves that search cannot see are missed, never
+mislabelled. With ``engine="stockfish"`` (Debian's stockfish, if installed) the engine picks
+the candidates instead, which also finds mates with quiet moves; python-chess still judges
+every puzzle, but the puzzle stream differs, so the engine is part of the cache key.
 
-The puzzle stream of a seed is a pure function of (seed, game index): game ``g`` uses its
-own random generator, and the puzzles come out in game order. Work is split into chunks of
-games, so the result is the same for any number of worker processes and any chunk size, a
-run can be resumed from cached chunks, and a bigger request only extends the stream.
+The puzzle stream of a seed is a pure function of (seed, engine, game number): game ``g``
+has its own random generator and the puzzles come out in game order. Work is cut into
+chunks of games, so the result is the same for any number of worker processes and any
+chunk size, an interrupted run resumes from the cached chunks, and a bigger request only
+extends the stream.
 
-Castling rights and en passant are dropped from every candidate (the prompt has no place for
-them), so no generated puzzle depends on them.
+Castling rights and en passant are dropped from every candidate (the prompt has no place
+for them), so no generated puzzle depends on them.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+from contextlib import contextmanager
+from typing import Iterator
 
 import chess
 
@@ -102,38 +107,91 @@ def play_game(rng: random.Random) -> tuple[list[chess.Board], bool]:
 # -- judging candidates -----------------------------------------------------------------
 def _mate3_candidate(board: chess.Board) -> bool:
     """A cheap hint that the side to move mates in 3: a mate where every attacker move is a
-    check. It finds most short mates at a few percent of the cost of a full search; a
-    position it misses is only a puzzle lost, never a wrong one, since the full search
-    judges every candidate."""
+    check. It finds about half of the unique mates in 3 at a few percent of the cost of a
+    full search; a position it misses is only a puzzle lost, never a wrong one, since the
+    full search judges every candidate."""
     return MateSolver("checks").mate_in(board, 3)
 
 
-def reference_line(board: chess.Board, n: int, first: chess.Move, solver: MateSolver) -> list[str]:
+def stockfish_path() -> str | None:
+    """The stockfish binary, if installed (Debian puts it in /usr/games, often not on PATH)."""
+    found = shutil.which("stockfish")
+    if found:
+        return found
+    return "/usr/games/stockfish" if os.access("/usr/games/stockfish", os.X_OK) else None
+
+
+# Stockfish's search for a candidate: deep enough for a mate in 3 (5 plies) with room for
+# its pruning; a fixed depth, one thread and a fresh hash per position keep it deterministic.
+STOCKFISH_LIMIT = {"depth": 8, "mate": 3}
+
+
+@contextmanager
+def engine_session(engine: str) -> Iterator[object | None]:
+    """A running stockfish for ``engine == "stockfish"`` (always quit afterwards), else None."""
+    if engine != "stockfish":
+        yield None
+        return
+    import chess.engine
+
+    path = stockfish_path()
+    if path is None:
+        raise RuntimeError("stockfish is not installed")
+    sf = chess.engine.SimpleEngine.popen_uci(path)
+    try:
+        sf.configure({"Threads": 1, "Hash": 16})
+        yield sf
+    finally:
+        sf.quit()
+
+
+def _stockfish_mate(sf, board: chess.Board) -> int | None:
+    """Stockfish's claim that the side to move mates in k <= 3 (k), else None."""
+    import chess.engine
+
+    info = sf.analyse(board, chess.engine.Limit(**STOCKFISH_LIMIT), game=object())  # new game: clean hash
+    score = info["score"].relative
+    mate = score.mate() if score.is_mate() else None
+    return mate if mate is not None and 0 < mate <= 3 else None
+
+
+def reference_line(board: chess.Board, n: int, first: chess.Move, solver: MateSolver,
+                   preferred: list[str] | None = None) -> list[str]:
     """The solution line the harness plays out: ``first``, then the defender's most stubborn
-    reply, then the attacker's quickest mating continuation (lowest UCI among equals)."""
+    reply, then the attacker's quickest mating continuation: the move of ``preferred`` (a
+    given solution, e.g. Lichess's) while the line still follows it and that move is among
+    the quickest, else the lowest UCI string among them."""
     board = board.copy(stack=False)
     line = [first]
     board.push(first)
     left = n - 1
     while not board.is_checkmate():
         reply = solver.stubborn_reply(board, left)
+        if reply is None:
+            raise ValueError(f"stalemate, not mate: {board.fen()}")
         board.push(reply)
         line.append(reply)
         distance = solver.mate_distance(board, left)
-        if distance is None:  # cannot happen for a verified first move
-            raise RuntimeError(f"line lost the mate: {board.fen()}")
-        move = min(solver.winning_moves(board, distance), key=lambda m: m.uci())
+        if distance is None:
+            raise ValueError(f"the line lost the mate: {board.fen()}")
+        winners = solver.winning_moves(board, distance)
+        ucis = [m.uci() for m in line]
+        if preferred and ucis == preferred[:len(ucis)] and len(preferred) > len(ucis) \
+                and chess.Move.from_uci(preferred[len(ucis)]) in winners:
+            move = chess.Move.from_uci(preferred[len(ucis)])
+        else:
+            move = min(winners, key=lambda m: m.uci())
         board.push(move)
         line.append(move)
         left -= 1
     return [m.uci() for m in line]
 
 
-def analyse(board: chess.Board) -> dict | None:
+def analyse(board: chess.Board, sf=None) -> dict | None:
     """If ``board`` (side to move attacking) is a puzzle, its record, else None.
 
     A puzzle has a mate in N (1 to 3), none shorter, and exactly one first move that mates
-    in N.
+    in N. ``sf``, a running stockfish, picks the mate-in-2 and 3 candidates if given.
     """
     mates = mating_moves(board)
     if mates:
@@ -142,11 +200,17 @@ def analyse(board: chess.Board) -> dict | None:
         n, first, solver = 1, mates[0], MateSolver()
     else:
         solver = MateSolver()
-        if solver.mate_in(board, 2):
+        if sf is not None:
+            if _stockfish_mate(sf, board) is None:
+                return None
+            n = 2 if solver.mate_in(board, 2) else (3 if solver.mate_in(board, 3) else 0)
+        elif solver.mate_in(board, 2):
             n = 2
         elif _mate3_candidate(board) and solver.mate_in(board, 3):
             n = 3
         else:
+            n = 0
+        if not n:
             return None
         winners = solver.winning_moves(board, n, limit=2)
         if len(winners) != 1:
@@ -156,7 +220,7 @@ def analyse(board: chess.Board) -> dict | None:
     return {"fen": canonical_fen(board), "n": n, "line": " ".join(line)}
 
 
-def game_puzzles(seed: int, game: int) -> list[dict]:
+def game_puzzles(seed: int, game: int, sf=None) -> list[dict]:
     """The puzzles that game number ``game`` of seed ``seed`` yields, in a fixed order."""
     rng = random.Random(f"chess-mate:{seed}:{game}")
     history, mated = play_game(rng)
@@ -171,17 +235,18 @@ def game_puzzles(seed: int, game: int) -> list[dict]:
         board.ep_square = None
         if board.is_game_over(claim_draw=False):
             continue
-        record = analyse(board)
+        record = analyse(board, sf)
         if record and record["fen"] not in seen:
             seen.add(record["fen"])
             out.append(record)
     return out
 
 
-def chunk_puzzles(seed: int, start: int, stop: int) -> list[dict]:
-    """Puzzles of games ``start`` to ``stop - 1``, each tagged with its game number."""
+def chunk_puzzles(seed: int, start: int, stop: int, engine: str = "python") -> list[dict]:
+    """Puzzles of games ``start`` to ``stop - 1``, in order, each tagged with its game number."""
     out = []
-    for game in range(start, stop):
-        for record in game_puzzles(seed, game):
-            out.append({**record, "game": game})
+    with engine_session(engine) as sf:
+        for game in range(start, stop):
+            for record in game_puzzles(seed, game, sf):
+                out.append({**record, "game": game})
     return out

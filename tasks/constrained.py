@@ -2,18 +2,18 @@
 
 Text format (space-separated lower-case tokens)::
 
-    constraint : end with river in 7 words : the old sailor slowly rowed to the river
-    |------------- prompt ----------------| |-------------- completion --------------|
+    constraint : end with river in 7 words : a swimmer carefully swam to the river
+    |------------- prompt ----------------| |------------ completion -----------|
 
 Five families, one prompt template each (L = number of words, 4 to 10):
 
-| family      | prompt                                              | a completion passes when            |
-| ----------- | --------------------------------------------------- | ----------------------------------- |
-| `end-word`  | ``constraint : end with river in 7 words :``        | L words, the last one is "river"    |
-| `end-rhyme` | ``constraint : end with a rhyme of cake in 6 words :`` | L words, the last one is a different word that rhymes (CMU) |
-| `kth-word`  | ``constraint : word 3 is sailor in 7 words :``      | L words, word 3 is "sailor"         |
-| `counts`    | ``constraint : 6 words with 29 letters :``          | L words with 29 letters in all      |
-| `acrostic`  | ``constraint : first letters spell c a k e :``      | one word per letter, initials spell it |
+- ``end-word``: ``constraint : end with river in 7 words :``; L words, ending on "river".
+- ``end-rhyme``: ``constraint : end with a rhyme of cake in 6 words :``; L words, ending on a
+  different word that rhymes with "cake" (CMU Pronouncing Dictionary).
+- ``kth-word``: ``constraint : word 3 is sailor in 7 words :``; L words, word 3 "sailor".
+- ``counts``: ``constraint : 6 words with 29 letters :``; L words, 29 letters in all.
+- ``acrostic``: ``constraint : first letters spell c a k e :``; one word per letter, their
+  initials spelling "cake" (words of 4 to 6 letters).
 
 The acrostic word is spelled out letter by letter so that a word-level tokenizer can see
 its letters. Checks are made on words (`tasks.base.words`): case and punctuation are
@@ -26,15 +26,25 @@ a small grammar::
     [OPENER] SUBJECT [ADVERB] VERB DET [ADJ [ADJ]] NOUN
     SUBJECT = PRONOUN | NAME | DET [ADJ [ADJ]] AGENT
 
-Every noun belongs to one of 22 topics (water, farm, kitchen, music, ...), and the topic
-fixes the agent, the verb phrase and the adjectives before the noun ("the fisherman rowed
-to the calm bay", "the baker tasted a sweet peach"); "a" becomes "an" before a vowel sound
-(CMU). The generator picks the slot word first (the given end word, a rhyme partner of the
-given word, a noun whose initial ends the acrostic, ...) and then builds the words before
-it to fit: so the agent, the verb and the article *before* the slot are a function of the
-word that fills it, and a model that has chosen the slot word at the start of the
-completion predicts them better. The length L is met by choosing a sentence shape (which
-optional parts appear) that sums to L, another decision the first words already reveal.
+Every noun belongs to one of 22 topics (water, farm, kitchen, music, ...) and has a
+*frame*: two of its topic's verb phrases and two of its topic's adjectives, a fixed seeded
+choice per noun. A sentence takes its agent from the noun's topic and its verb phrase and
+object adjectives from the noun's frame ("the fisherman crossed the deep bay", "a baker
+tasted a sour peach"); "a" becomes "an" before a vowel sound (CMU). The generator picks
+the slot word first (the given end word, a rhyme partner of the given word, a noun whose
+initial ends the acrostic, any noun for counts and kth-word) and then builds the words
+before it to fit. So the agent (1 of 22 topics), the verb (each is in the frames of about
+40% of its topic's nouns), the adjective and the article before the noun are functions of
+the word that fills the slot, and a model that has settled on that word at the start of
+the completion predicts them better. A model that has not may open with an agent or verb
+from which no grammatical ending meets the constraint (no noun of that topic rhymes with
+the cue, or has the letters left over). The length L is met by a sentence shape (which
+optional parts appear) summing to L, another decision the first words reveal.
+Topic-neutral words (openers, pronouns, names, adverbs, subject adjectives) carry no plan,
+and the first word is always one of them. General adjectives stand before the noun only
+when an acrostic's letters leave no adjective of the noun's own. In kth-word, the fixed
+word is the agent, the verb or an object adjective, so the words before it depend on it
+too, and the end noun stays free.
 
 Decisions, all at the start of the completion (offset = len(prompt)):
 
@@ -43,8 +53,9 @@ Decisions, all at the start of the completion (offset = len(prompt)):
   counts and acrostic, the k-th word for kth-word; horizon = its position (1-based), the
   number of words until it is written.
 
-Splits are by a hash of the prompt, so no prompt is in two splits. Lexicon: ~730 common
-English words, every one in the CMU Pronouncing Dictionary.
+Splits are by a hash of the prompt, so no prompt is in two splits. Lexicon: ~750 common
+English words, every one in the CMU Pronouncing Dictionary; acrostic words are common
+English words (wordfreq) of 4 to 6 letters that the grammar can spell.
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ import json
 import random
 from typing import NamedTuple
 
-from tasks.base import Task, make_example, split_of, words
+from tasks.base import SPLITS, Task, make_example, split_of, words
 
 VERSION = "1"
 FAMILIES = ("end-word", "end-rhyme", "kth-word", "counts", "acrostic")
@@ -73,7 +84,8 @@ class Topic(NamedTuple):
     mass: tuple[str, ...] = ()  # nouns that take "some" rather than "a"
 
 
-def _topic(name: str, agents: str, verbs: str, adjectives: str, nouns: str, mass: str = "") -> Topic:
+def _topic(name: str, agents: str, verbs: str, adjectives: str, nouns: str,
+           mass: str = "") -> Topic:
     return Topic(name, tuple(agents.split()), tuple(v.strip() for v in verbs.split(",")),
                  tuple(adjectives.split()), tuple(nouns.split()), tuple(mass.split()))
 
@@ -247,7 +259,7 @@ def rhymes_with(a: str, b: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def starts_with_vowel_sound(word: str) -> bool:
-    """Does the word's first CMU phone be a vowel ("an hour", "a unicorn")?"""
+    """Does the word start with a vowel sound ("an hour", but "a unicorn"), by CMU?"""
     import pronouncing
 
     phones = pronouncing.phones_for_word(word)
@@ -282,7 +294,7 @@ def rhyme_partners() -> dict[str, tuple[str, ...]]:
 
 
 def lexicon() -> list[str]:
-    """Every word a reference completion can contain."""
+    """Every word a reference completion can contain (a few topic verbs go unused)."""
     out = [*PRONOUNS, *NAMES, *(w for p in OPENERS for w in p), *ADVERBS, *SUBJECT_ADJECTIVES,
            *(d for d, _ in DETERMINERS), "an", *(d for d, _ in MASS_DETERMINERS)]
     for t in TOPICS:
@@ -304,7 +316,7 @@ def acrostic_words() -> tuple[str, ...]:
     """The words an acrostic may spell: common words of 4 to 6 letters that have a solution.
 
     Drawn from the lexicon (names aside) and wordfreq's 5,000 commonest English words;
-    about 700 of them can be spelled by the grammar.
+    about 500 of them can be spelled by the grammar.
     """
     import wordfreq
 
@@ -373,9 +385,9 @@ def _options(role: str, n: int, noun: str) -> tuple[tuple[tuple[str, ...], ...],
         pairs = [((a,), 1) for a in _topic_of()[noun].agents]
     elif role == "verb":
         pairs = [(tuple(v.split()), 1) for v in verbs if len(v.split()) == n]
-    elif role == "obj_adj":  # mostly the noun's own adjectives
-        pairs = [((a,), 8) for a in adjectives]
-        pairs += [((a,), 1) for a in SUBJECT_ADJECTIVES if a not in adjectives]
+    elif role == "obj_adj":  # the noun's own adjectives; others (weight 0) are a fallback
+        pairs = [((a,), 1) for a in adjectives]
+        pairs += [((a,), 0) for a in SUBJECT_ADJECTIVES if a not in adjectives]
     elif role == "noun":
         pairs = [((noun,), 1)]
     else:
@@ -408,6 +420,8 @@ def _fill(rng: random.Random, shape: Shape, noun: str,
             phrases, weights = [phrases[i] for i in keep], [weights[i] for i in keep]
         if not phrases:
             return None
+        if not any(weights):  # only fallbacks fit the acrostic's letters: take any of them
+            weights = [1] * len(phrases)
         phrase = rng.choices(phrases, weights)[0]
         out += [(word, role if i == 0 else role + "_part") for i, word in enumerate(phrase)]
     for i, (_, role) in enumerate(out):
@@ -415,7 +429,8 @@ def _fill(rng: random.Random, shape: Shape, noun: str,
             continue
         table = MASS_DETERMINERS if role == "obj_det" and noun in topic.mass else DETERMINERS
         after = out[i + 1][0]
-        options = [("an" if d == "a" and starts_with_vowel_sound(after) else d, w) for d, w in table]
+        options = [("an" if d == "a" and starts_with_vowel_sound(after) else d, w)
+                   for d, w in table]
         options = [(d, w) for d, w in options if _fits((d,), initials, i)]
         if not options:
             return None
@@ -492,10 +507,10 @@ def _instance(family: str, rng: random.Random) -> tuple[str, list[tuple[str, str
         filled = acrostic_sentence(rng, word)
         assert filled is not None
         return (f"constraint : first letters spell {' '.join(word)} :", filled,
-                {"spell": word}, len(word) - 1)
+                {"length": len(word), "spell": word}, len(word) - 1)
     length = rng.randint(MIN_WORDS, MAX_WORDS)
     if family == "end-rhyme":
-        cue = rng.choice(sorted(rhyme_partners()))
+        cue = rng.choice(tuple(rhyme_partners()))
         filled = sentence(rng, rng.choice(rhyme_partners()[cue]), length)
         return (f"constraint : end with a rhyme of {cue} in {length} words :", filled,
                 {"length": length, "rhyme": cue}, length - 1)
@@ -564,7 +579,7 @@ class ConstrainedTask(Task):
     max_new_tokens = MAX_WORDS + 2
     sizes = {"full": (20000, 600), "quick": (4000, 300)}
     # Eval splits avoid repeating a prompt until this many draws in a row hit a seen one
-    # (the counts family has only ~250 prompts in all, ~25 of them in each eval split).
+    # (the counts family has under 200 prompts in all, about 20 in each eval split).
     max_repeat_misses = 200
 
     def generate(self, split: str, n: int, seed: int):
@@ -575,6 +590,8 @@ class ConstrainedTask(Task):
         """
         import datasets
 
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
         rng = random.Random(f"{self.name}-{VERSION}-{split}-{seed}")
         rows: list[dict] = []
         seen_prompts: set[str] = set()
@@ -625,5 +642,4 @@ class ConstrainedTask(Task):
         longest = max(len(w) for w in lexicon())
         numbers = [str(i) for i in range(1, MAX_WORDS * longest + 1)]
         letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-        return list(dict.fromkeys([*PROMPT_WORDS, *numbers, *letters, *lexicon(),
-                                   *rhyme_partners()]))
+        return list(dict.fromkeys([*PROMPT_WORDS, *numbers, *letters, *lexicon()]))

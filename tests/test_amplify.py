@@ -113,6 +113,14 @@ def test_amplified_scores_restores_training_mode_and_full_logp():
     assert torch.allclose(out["logp"].exp().sum(-1), torch.ones(2), atol=1e-5)
     with pytest.raises(ValueError):
         amplified_scores(model, ids, None, [(0, 5)], 2, 2)  # the last position has no next token
+    assert amplified_scores(model, ids, None, [], 2, 2)["q_true"].shape == (0,)
+
+
+def test_beams_past_the_context_length_are_refused():
+    model = tiny_gpt2()  # 64 positions
+    with pytest.raises(ValueError, match="positions"):
+        beam_search(model, [[1] * 63], width=2, depth=3)  # needs position id 64
+    assert beam_search(model, [[1] * 63], width=2, depth=2).tokens.shape == (1, 2, 2)
 
 
 def test_topk_stable_breaks_ties_by_lower_index():
@@ -121,6 +129,8 @@ def test_topk_stable_breaks_ties_by_lower_index():
     assert idx.tolist() == [[6, 1, 2]] and vals.tolist() == [[2.0, 1.0, 1.0]]
     vals, idx = topk_stable(torch.zeros(2, 9), 4)
     assert idx.tolist() == [[0, 1, 2, 3]] * 2
+    vals, idx = topk_stable(torch.tensor([[1.0, 3.0, 1.0]]), 3)  # k = the whole row
+    assert idx.tolist() == [[1, 0, 2]]
 
 
 def test_q_mass_sums_beams_sharing_a_first_token():

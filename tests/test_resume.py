@@ -1,0 +1,97 @@
+"""A run killed at a random moment resumes to exactly the leaderboard of an unbroken run."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.evaluate import EvalConfig
+from benchmark.report import write_leaderboard
+from benchmark.runner import evaluate_folder
+from benchmark.submissions import write_submission_toml
+
+TINY_EVAL = EvalConfig(size="quick", n_eval=32, max_success=8, max_amp_examples=8, n_boot=50,
+                       future_k=1, batch_size=32, lambdas=(0.0, 0.5), amp_width=2, amp_depth=1,
+                       beam_width=2)
+
+# The child evaluates every submission in order, as `mesabench evaluate` does.
+CHILD = """
+import json, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from benchmark.evaluate import EvalConfig
+from benchmark.runner import evaluate_folder
+subs, results, cfg = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+cfg = EvalConfig(**{**cfg, "lambdas": tuple(cfg["lambdas"])})
+print("ready", flush=True)
+for folder in sorted(subs.iterdir()):
+    evaluate_folder(folder, ["rhymes"], cfg, results)
+"""
+
+
+@pytest.fixture(scope="module")
+def submissions(tmp_path_factory, rhymes_tokenizer) -> Path:
+    """Three tiny random-init models (different seeds) as submissions."""
+    from benchmark.models import new_gpt2
+
+    root = tmp_path_factory.mktemp("resume") / "submissions"
+    for seed in range(3):
+        folder = root / f"tiny-{seed}"
+        model = new_gpt2(rhymes_tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=seed)
+        model.save_pretrained(folder / "model", safe_serialization=True)
+        rhymes_tokenizer.save_pretrained(folder / "model")
+        write_submission_toml(folder, f"tiny-{seed}", f"random init, seed {seed}")
+    return root
+
+
+def start_child(submissions: Path, results: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1"}
+    cfg = json.dumps(TINY_EVAL.to_dict())
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(submissions), str(results), cfg],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+
+
+def board(results: Path, submissions: Path) -> list[str]:
+    """The leaderboard's lines, without the one that names the date and git commit."""
+    out = results.parent / f"{results.name}.md"
+    write_leaderboard(results, out, submissions)
+    return [line for line in out.read_text().splitlines() if not line.startswith("Generated ")]
+
+
+def test_killed_run_resumes_to_the_same_leaderboard(submissions, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the child: same numbers, and fast on a busy machine
+    try:
+        start = time.time()
+        for folder in sorted(submissions.iterdir()):
+            evaluate_folder(folder, ["rhymes"], TINY_EVAL, tmp_path / "unbroken")
+        duration = time.time() - start
+    finally:
+        torch.set_num_threads(threads)
+
+    broken = tmp_path / "broken"
+    child = start_child(submissions, broken)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(random.Random(6).uniform(0, duration))  # somewhere inside the evaluation
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+    child = start_child(submissions, broken)
+    child.communicate(timeout=120)
+    assert child.returncode == 0
+
+    assert board(broken, submissions) == board(tmp_path / "unbroken", submissions)
+    assert not list(broken.rglob("*.tmp"))  # nothing half-written left behind
+    names = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert names(broken) == names(tmp_path / "unbroken")
+    assert all(json.loads(p.read_text())["status"] == "ok" for p in broken.glob("*/*.json"))
