@@ -206,7 +206,7 @@ def balance_weights(helps: torch.Tensor, magnitude: torch.Tensor) -> tuple[torch
     return weights, {"count_gap": 0.0, "magnitude_gap": gap, "degenerate": 0.0}
 
 
-def _tilt_to_mean(x: torch.Tensor, target: float, iters: int = 200) -> torch.Tensor:
+def _tilt_to_mean(x: torch.Tensor, target: float, iters: int = 80) -> torch.Tensor:
     """Probabilities w ∝ exp(g x) with sum w x as close to `target` as x's range allows."""
     x_min, x_max = x.min().item(), x.max().item()
     span = x_max - x_min

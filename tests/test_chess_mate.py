@@ -1,0 +1,386 @@
+"""Tests of the chess mate-in-N task: the judge, the generator, the text and the harness."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import chess
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasks.base import split_of
+from tasks.chess_gen import canonical_fen
+from tasks.chess_mate import (
+    LICHESS_SAMPLE, ChessMateTask, board_from_text, check_lichess_file, describe_mix, encode_prompt,
+    load_lichess_csv, puzzle_stream, random_mover, vocabulary,
+)
+from tasks.chess_search import MateSolver, checking_moves, forces_mate, verify_solution
+
+
+@pytest.fixture(scope="module")
+def lichess():
+    examples, errors = load_lichess_csv(LICHESS_SAMPLE)
+    assert errors == []
+    return examples
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A tiny generated train set (its own cache folder, so it is really generated)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MESABENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    task = ChessMateTask(workers=1)
+    examples = list(task.generate("train", 10, seed=3))
+    mp.undo()
+    return examples
+
+
+def meta(example: dict) -> dict:
+    return json.loads(example["meta"])
+
+
+# -- an independent, naive judge to cross-check the fast one ----------------------------------
+def naive_mate(board: chess.Board, n: int) -> bool:
+    """Mate in <= n by plain minimax over python-chess's legal moves: no ordering, no table."""
+    if n <= 0:
+        return False
+    for move in list(board.legal_moves):
+        board.push(move)
+        try:
+            if board.is_checkmate():
+                return True
+            replies = list(board.legal_moves)
+            if replies and all(_after(board, r, n - 1) for r in replies):
+                return True
+        finally:
+            board.pop()
+    return False
+
+
+def _after(board: chess.Board, reply: chess.Move, n: int) -> bool:
+    board.push(reply)
+    try:
+        return naive_mate(board, n)
+    finally:
+        board.pop()
+
+
+def random_positions(count: int, seed: int) -> list[chess.Board]:
+    rng = random.Random(seed)
+    out = []
+    while len(out) < count:
+        board = chess.Board()
+        for _ in range(rng.randrange(0, 120)):
+            moves = list(board.legal_moves)
+            if not moves:
+                break
+            board.push(rng.choice(moves))
+        if not board.is_game_over():
+            out.append(board)
+    return out
+
+
+# -- the judge -------------------------------------------------------------------------------
+def test_checking_moves_are_exactly_the_checks():
+    for board in random_positions(150, seed=1):
+        expected = {m for m in board.legal_moves if board.gives_check(m)}
+        got = checking_moves(board)
+        assert set(got) == expected and len(got) == len(expected), board.fen()
+
+
+def test_every_shipped_lichess_puzzle_verifies():
+    report = check_lichess_file(LICHESS_SAMPLE)
+    assert report["total"] == 455
+    assert report["verified"] == 455, report["failures"][:5]
+    assert report["by_n"] == {1: [268, 268], 2: [164, 164], 3: [23, 23]}
+
+
+def _lichess_start(example: dict):
+    m = meta(example)
+    return chess.Board(m["fen"]), m["n"], m["lichess_line"].split()
+
+
+def test_corrupted_lichess_solutions_are_rejected(lichess):
+    """Swap each attacker move, one at a time, for a legal move that does not force mate in
+    the moves left: the line must then fail (every puzzle, every attacker move)."""
+    swaps = 0
+    for example in lichess:
+        board, n, line = _lichess_start(example)
+        assert verify_solution(board.fen(), line, n)
+        for i in range(0, len(line), 2):
+            position = board.copy()
+            for move in line[:i]:
+                position.push_uci(move)
+            left = n - i // 2
+            solver = MateSolver()
+            for alternative in sorted(position.legal_moves, key=lambda m: m.uci()):
+                position.push(alternative)
+                mates = solver.defender_lost(position, left - 1)
+                position.pop()
+                if not mates:
+                    corrupted = line[:i] + [alternative.uci()] + line[i + 1:]
+                    assert not verify_solution(board.fen(), corrupted, n), (example["id"], corrupted)
+                    swaps += 1
+                    break
+    assert swaps > 600
+
+
+def test_fast_judge_agrees_with_naive_minimax(lichess):
+    """On real mate-in-1/2 positions and on random ones, the optimized search and plain
+    minimax give the same answer, both for mates and for non-mates."""
+    small = [e for e in lichess if meta(e)["n"] <= 2][:12]
+    boards = [_lichess_start(e)[0] for e in small] + random_positions(12, seed=7)
+    for board in boards:
+        for n in (1, 2):
+            assert forces_mate(board, n) == naive_mate(board.copy(), n), (board.fen(), n)
+    # After a non-mating first move the answer is "no" for both, too.
+    for example in small[:6]:
+        board, n, line = _lichess_start(example)
+        for move in list(board.legal_moves)[:8]:
+            board.push(move)
+            solver_says = MateSolver().defender_lost(board, n - 1)
+            naive_says = board.is_checkmate() or (
+                n > 1 and bool(list(board.legal_moves))
+                and all(_after(board, r, n - 1) for r in list(board.legal_moves)))
+            board.pop()
+            assert solver_says == naive_says, (board.fen(), move)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_verify_accepts_only_forced_mates(lichess, data):
+    """Property: replace one attacker move by any legal move; the line verifies exactly when
+    that move still forces mate in the moves left and the rest of the line is a forced mate."""
+    example = data.draw(st.sampled_from(lichess))
+    board, n, line = _lichess_start(example)
+    i = 2 * data.draw(st.integers(0, n - 1))
+    position = board.copy()
+    for move in line[:i]:
+        position.push_uci(move)
+    alternative = data.draw(st.sampled_from(sorted(position.legal_moves, key=lambda m: m.uci())))
+    corrupted = line[:i] + [alternative.uci()] + line[i + 1:]
+    if verify_solution(board.fen(), corrupted, n):
+        position.push(alternative)
+        assert MateSolver().defender_lost(position, n - i // 2 - 1)
+
+
+@given(st.text(max_size=60), st.integers(-2, 5))
+@settings(max_examples=60, deadline=None)
+def test_verify_never_raises_on_garbage(text, n):
+    assert verify_solution("6k1/5ppp/8/8/8/8/8/R5K1 w - - 0 1", text, n) in (True, False)
+    assert verify_solution(text, "a1a8", n) in (True, False)
+
+
+def test_verify_basic_cases():
+    back_rank = "6k1/5ppp/8/8/8/8/8/R5K1 w - - 0 1"
+    assert verify_solution(back_rank, "a1a8", 1)
+    assert verify_solution(back_rank, ["a1a8"], 3)  # a mate in 1 is also a mate in 3
+    assert not verify_solution(back_rank, "a1a7", 1)  # legal, not mate
+    assert not verify_solution(back_rank, "a1a9", 1)  # not a move
+    assert not verify_solution(back_rank, "a1a8 g8h7", 1)  # goes past the mate
+    assert not verify_solution(back_rank, "", 1)
+    assert not forces_mate(chess.Board("7k/8/6K1/8/8/8/8/8 w - - 0 1"), 3)  # bare kings
+
+
+# -- the generator ------------------------------------------------------------------------------
+def test_stream_is_the_same_for_any_workers_and_chunks():
+    one = list(itertools.islice(puzzle_stream(5, workers=1, chunk_games=3), 12))
+    two = list(itertools.islice(puzzle_stream(5, workers=2, chunk_games=5), 12))
+    assert one == two
+    assert len({r["fen"] for r in one}) == len(one)
+
+
+def test_generated_puzzles_are_unique_and_verified(generated):
+    assert len(generated) == 10
+    assert [meta(e)["n"] for e in generated].count(3) == 1  # MIX: 60% / 30% / 10%
+    fens = [meta(e)["fen"] for e in generated]
+    assert len(set(fens)) == len(fens)
+    for example in generated:
+        m = meta(example)
+        board, n, line = chess.Board(m["fen"]), m["n"], m["line"].split()
+        assert m["source"] == "generated" and m["group"] == f"mate{n}"
+        assert len(line) == 2 * n - 1
+        assert verify_solution(m["fen"], line, n)
+        solver = MateSolver()
+        assert [mv.uci() for mv in solver.winning_moves(board, n)] == [line[0]]  # unique first move
+        assert not solver.mate_in(board, n - 1)  # no shorter mate
+        assert board.castling_rights == 0 and board.ep_square is None
+        assert m["fen"] == canonical_fen(board)
+
+
+def test_generation_is_deterministic_and_cached(generated, tmp_path, monkeypatch):
+    monkeypatch.setenv("MESABENCH_CACHE", str(tmp_path))
+    again = list(ChessMateTask(workers=2).generate("train", 10, seed=3))
+    assert again == generated
+    assert list(ChessMateTask(workers=1).generate("train", 10, seed=3)) == generated  # from the cache
+    assert not list(tmp_path.glob("*.tmp*"))
+    other = list(ChessMateTask(workers=1).generate("train", 10, seed=4))
+    assert {meta(e)["fen"] for e in other} != {meta(e)["fen"] for e in generated}
+
+
+def test_splits_never_share_a_position(generated, tmp_path, monkeypatch):
+    monkeypatch.setenv("MESABENCH_CACHE", str(tmp_path))
+    dev = list(ChessMateTask(workers=1).generate("dev", 4, seed=3))
+    train_fens = {meta(e)["fen"] for e in generated}
+    dev_fens = {meta(e)["fen"] for e in dev}
+    assert len(dev) == 4 and not train_fens & dev_fens
+    assert all(split_of(f) == "train" for f in train_fens)
+    assert all(split_of(f) == "dev" for f in dev_fens)
+
+
+def test_describe_mix_counts_everything(generated, lichess):
+    mix = describe_mix(generated)
+    for field in ("n", "phase", "pieces", "side", "first_move"):
+        assert sum(mix[field].values()) == len(generated)
+    assert mix["source"] == {"generated": 10}
+    assert describe_mix(lichess)["n"] == {1: 268, 2: 164, 3: 23}
+
+
+def test_real_split_is_the_lichess_sample():
+    task = ChessMateTask(workers=1)
+    assert len(task.generate("real", 10**6, seed=0)) == 455
+    five = task.generate("real", 5, seed=0)
+    assert len(five) == 5 and all(meta(e)["source"] == "lichess" for e in five)
+    with pytest.raises(ValueError):
+        task.generate("validation", 5, seed=0)
+
+
+# -- the text ----------------------------------------------------------------------------------
+def test_texts_use_only_vocabulary_tokens(generated, lichess):
+    vocab = set(vocabulary())
+    assert len(vocab) == len(vocabulary())
+    for example in generated + lichess:
+        text = example["prompt"] + example["completion"]
+        assert set(text.split()) <= vocab
+        assert example["completion"].startswith(" ") and not example["prompt"].endswith(" ")
+        assert len(example["prompt"].split()) == 68
+    # Every legal move of many positions is a token, promotions included.
+    for board in random_positions(40, seed=2) + [chess.Board("8/P6k/8/8/8/8/6Kp/8 w - - 0 1")]:
+        for move in board.legal_moves:
+            assert move.uci() in vocab
+
+
+def test_prompt_round_trip_and_decisions(generated, lichess):
+    for example in generated + lichess[:50]:
+        m = meta(example)
+        board = chess.Board(m["fen"])
+        assert example["prompt"] == encode_prompt(board, m["n"])
+        parsed, n, moves = board_from_text(example["prompt"] + example["completion"])
+        assert parsed.fen() == board.fen() and n == m["n"] and moves == m["line"].split()
+        decisions = {d["name"]: d for d in example["decisions"]}
+        last = m["line"].split()[-1]
+        assert decisions["mate_move"]["target"] == last
+        assert decisions["mate_square"]["target"] == last[2:4]
+        assert decisions["mate_move"]["offset"] == len(example["prompt"])
+        assert decisions["mate_move"]["horizon"] == m["n"]
+    assert board_from_text("mate 2 white :") is None
+    assert board_from_text("hello " * 70) is None
+
+
+# -- playing and judging -------------------------------------------------------------------------
+def reference_player(examples):
+    """A fake model that plays each example's reference attacker moves."""
+    by_prompt = {e["prompt"]: e["completion"].split() for e in examples}
+
+    def complete(texts):
+        out = []
+        for text in texts:
+            prompt = next(p for p in by_prompt if text.startswith(p))
+            done = len(text[len(prompt):].split())
+            out.append(" " + by_prompt[prompt][done] + " junk")
+        return out
+    return complete
+
+
+def test_play_with_reference_moves_succeeds(generated, lichess):
+    task = ChessMateTask(workers=1)
+    examples = generated + lichess[::15]
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return reference_player(examples)(texts)
+    transcripts = task.play(examples, counting)
+    assert transcripts == [e["completion"] for e in examples]
+    assert all(task.check(e, t) for e, t in zip(examples, transcripts))
+    assert len(calls) == 3 and calls[0] == len(examples)  # one batched call per turn
+
+
+def test_play_with_garbage_fails_without_exceptions(generated):
+    task = ChessMateTask(workers=1)
+    for answer in ("", "   ", "garbage", "e2e4", "0000", "a1a1", "zz99 e2e4", "<eos>", "\n"):
+        transcripts = task.play(generated, lambda texts, a=answer: [a] * len(texts))
+        assert not any(task.check(e, t) for e, t in zip(generated, transcripts))
+    wrong_count = task.play(generated[:2], lambda texts: [])  # a broken model returns too few
+    assert wrong_count == ["", ""]
+
+
+def test_random_mover_is_a_legal_deterministic_baseline(generated):
+    task = ChessMateTask(workers=1)
+    first = task.play(generated, random_mover(0))
+    assert first == task.play(generated, random_mover(0))
+    for example, transcript in zip(generated, first):
+        board = chess.Board(meta(example)["fen"])
+        for token in transcript.split():
+            assert chess.Move.from_uci(token) in board.legal_moves
+            board.push_uci(token)
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_check_and_targets_never_raise(lichess, text):
+    task = ChessMateTask(workers=1)
+    example = lichess[0]
+    assert task.check(example, text) in (True, False)
+    assert task.target_from_completion(example, text, "mate_move") is None or isinstance(
+        task.target_from_completion(example, text, "mate_move"), str)
+
+
+def test_check_rules(lichess):
+    task = ChessMateTask(workers=1)
+    mate2 = next(e for e in lichess if meta(e)["n"] == 2)
+    line = meta(mate2)["line"].split()
+    assert task.check(mate2, " " + " ".join(line))
+    assert not task.check(mate2, " " + " ".join(line) + " e2e4")  # moves after the mate
+    assert not task.check(mate2, " " + " ".join(line[:2]))  # stops before the mate
+    board = chess.Board(meta(mate2)["fen"])
+    board.push_uci(line[0])
+    others = [m.uci() for m in board.legal_moves if m.uci() != line[1]]
+    assert others and not task.check(mate2, " " + " ".join([line[0], others[0], line[2]]))  # not the stubborn reply
+    assert not task.check({"meta": "{}"}, " e2e4")
+
+
+def test_targets_from_transcripts(lichess):
+    task = ChessMateTask(workers=1)
+    mate2 = next(e for e in lichess if meta(e)["n"] == 2)
+    line = meta(mate2)["line"].split()
+    full = " " + " ".join(line)
+    assert task.target_from_completion(mate2, full, "mate_move") == line[-1]
+    assert task.target_from_completion(mate2, full, "mate_square") == line[-1][2:4]
+    assert task.target_from_completion(mate2, " " + line[0], "mate_move") == line[0]  # no mate: last move
+    assert task.target_from_completion(mate2, " nonsense", "mate_square") is None
+    assert task.target_from_completion(mate2, "", "mate_move") is None
+
+
+def test_lichess_loader_reports_bad_rows(tmp_path):
+    header = "PuzzleId,FEN,Moves,Rating,RatingDeviation,Popularity,NbPlays,Themes,GameUrl,OpeningTags\n"
+    good = open(LICHESS_SAMPLE).read().splitlines()[1]
+    rows = [
+        good,
+        "badfen,not a fen,h8g8 f1f8,600,80,100,10,mate mateIn1,,",
+        "illegal,6Qk/p1p3pp/4N3/1p6/2q1r1n1/2B5/PP4PP/3R1R1K b - - 0 28,a1a2 f1f8,600,80,100,10,mateIn1,,",
+        "count,6Qk/p1p3pp/4N3/1p6/2q1r1n1/2B5/PP4PP/3R1R1K b - - 0 28,h8g8,600,80,100,10,mateIn1,,",
+        "wrong,6Qk/p1p3pp/4N3/1p6/2q1r1n1/2B5/PP4PP/3R1R1K b - - 0 28,h8g8 f1f7,600,80,100,10,mateIn1,,",
+        "short,6Qk/p1p3pp",
+        "notmate,6Qk/p1p3pp/4N3/1p6/2q1r1n1/2B5/PP4PP/3R1R1K b - - 0 28,h8g8 f1f8,600,80,100,10,fork,,",
+    ]
+    path = tmp_path / "puzzles.csv"
+    path.write_text(header + "\n".join(rows) + "\n")
+    examples, errors = load_lichess_csv(path)
+    assert len(examples) == 1
+    assert sorted(e.split(":")[0] for e in errors) == ["badfen", "count", "illegal", "wrong"]
+    report = check_lichess_file(path)
+    assert report["total"] == 5 and report["verified"] == 1 and len(report["failures"]) == 4
