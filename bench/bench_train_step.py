@@ -22,13 +22,14 @@ from benchmark.stunting import StuntConfig, prepare_model, training_loss  # noqa
 RUNS = [
     ("unstunted", {}),
     ("myopic", {}),
-    ("stunted-skip", {"positions": "sample"}),
-    ("stunted-penalty", {"positions": "sample"}),
-    ("stunted-balance", {"positions": "sample"}),
+    ("stunted-skip", {}),  # the defaults: W=4, D=2, positions="sample", sample_frac=0.5
+    ("stunted-penalty", {}),
+    ("stunted-balance", {}),
+    ("stunted-skip", {"positions": "sample", "sample_frac": 0.25}),
     ("stunted-skip", {"positions": "all"}),
     ("stunted-penalty", {"positions": "all"}),
     ("stunted-balance", {"positions": "all"}),
-    ("stunted-skip", {"positions": "all", "width": 8, "depth": 3}),
+    ("stunted-skip", {"positions": "decisions"}),  # one decision point per row
 ]
 
 
@@ -45,8 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="1 is steadier on a busy machine")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 2000, (32, 64), generator=g)

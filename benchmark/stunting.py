@@ -58,7 +58,7 @@ class StuntConfig:
     width: int = 4  # beam width W of the amplification
     depth: int = 2  # beam depth D
     positions: str = "sample"  # where to amplify: "all" | "sample" | "decisions"
-    sample_frac: float = 0.25  # share of loss positions amplified with positions="sample"
+    sample_frac: float = 0.5  # share of loss positions amplified with positions="sample"
     beta: float = 0.0  # myopic: gradient scale through earlier positions (1 = ordinary)
     penalty_weight: float = 1.0  # mu of stunted-penalty
     balance_measure: str = "grad"  # stunted-balance magnitude: "grad" (1 - p_true) | "logratio"

@@ -36,6 +36,7 @@ exact mate search of tasks/chess_search.py.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -259,6 +260,11 @@ def check_lichess_file(path: str | os.PathLike) -> dict:
     return {"total": total, "verified": verified, "by_n": dict(sorted(by_n.items())), "failures": failures}
 
 
+@functools.lru_cache(maxsize=1)
+def _real_examples() -> list[dict]:
+    return load_lichess_csv(LICHESS_SAMPLE)[0]
+
+
 # -- playing ------------------------------------------------------------------------------
 def _walk(board: chess.Board, n: int, tokens: list[str], solver: MateSolver | None):
     """Replay a transcript (attacker first). Yields (index, move or None, mated) for each
@@ -335,8 +341,7 @@ class ChessMateTask(Task):
         import datasets  # slow import, only when data is made
 
         if split == "real":
-            examples, _ = load_lichess_csv(LICHESS_SAMPLE)
-            return datasets.Dataset.from_list(examples[:n])
+            return datasets.Dataset.from_list(_real_examples()[:n])
         if split not in ("train", "dev", "test"):
             raise ValueError(f"unknown split {split!r} (train, dev, test or real)")
         folder = cache_dir() / f"chess-mate-v{self.version}-{self.engine}-seed{seed}-{split}-{n}"
@@ -452,7 +457,8 @@ class ChessMateTask(Task):
             if not active:
                 break
             texts = [s["prompt"] + "".join(" " + m for m in s["moves"]) for s in active]
-            answers = complete(texts)
+            answers = list(complete(texts))
+            answers += [""] * (len(active) - len(answers))  # a missing answer is no move
             for state, answer in zip(active, answers):
                 tokens = answer.split() if isinstance(answer, str) else []
                 move = _parse_move(tokens[0]) if tokens else None

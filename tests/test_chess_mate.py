@@ -28,12 +28,16 @@ def lichess():
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+def generated_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def generated(generated_cache):
     """A tiny generated train set (its own cache folder, so it is really generated)."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("MESABENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    task = ChessMateTask(workers=1)
-    examples = list(task.generate("train", 10, seed=3))
+    mp.setenv("MESABENCH_CACHE", str(generated_cache))
+    examples = list(ChessMateTask(workers=1).generate("train", 10, seed=3))
     mp.undo()
     return examples
 
@@ -217,16 +221,17 @@ def test_generation_is_deterministic_and_cached(generated, tmp_path, monkeypatch
     assert again == generated
     assert list(ChessMateTask(workers=1).generate("train", 10, seed=3)) == generated  # from the cache
     assert not list(tmp_path.glob("*.tmp*"))
-    other = list(ChessMateTask(workers=1).generate("train", 10, seed=4))
-    assert {meta(e)["fen"] for e in other} != {meta(e)["fen"] for e in generated}
+    seed4 = list(itertools.islice(puzzle_stream(4, chunk_games=2), 3))
+    seed3 = list(itertools.islice(puzzle_stream(3, chunk_games=2), 3))
+    assert seed3 != seed4
 
 
-def test_splits_never_share_a_position(generated, tmp_path, monkeypatch):
-    monkeypatch.setenv("MESABENCH_CACHE", str(tmp_path))
-    dev = list(ChessMateTask(workers=1).generate("dev", 4, seed=3))
+def test_splits_never_share_a_position(generated, generated_cache, monkeypatch):
+    monkeypatch.setenv("MESABENCH_CACHE", str(generated_cache))  # extends the fixture's stream
+    dev = list(ChessMateTask(workers=1).generate("dev", 2, seed=3))
     train_fens = {meta(e)["fen"] for e in generated}
     dev_fens = {meta(e)["fen"] for e in dev}
-    assert len(dev) == 4 and not train_fens & dev_fens
+    assert len(dev) == 2 and not train_fens & dev_fens
     assert all(split_of(f) == "train" for f in train_fens)
     assert all(split_of(f) == "dev" for f in dev_fens)
 
@@ -341,15 +346,17 @@ def test_check_and_targets_never_raise(lichess, text):
 
 def test_check_rules(lichess):
     task = ChessMateTask(workers=1)
-    mate2 = next(e for e in lichess if meta(e)["n"] == 2)
+    def replies(example):
+        board = chess.Board(meta(example)["fen"])
+        board.push_uci(meta(example)["line"].split()[0])
+        return [m.uci() for m in board.legal_moves]
+    mate2 = next(e for e in lichess if meta(e)["n"] == 2 and len(replies(e)) > 1)
     line = meta(mate2)["line"].split()
     assert task.check(mate2, " " + " ".join(line))
     assert not task.check(mate2, " " + " ".join(line) + " e2e4")  # moves after the mate
     assert not task.check(mate2, " " + " ".join(line[:2]))  # stops before the mate
-    board = chess.Board(meta(mate2)["fen"])
-    board.push_uci(line[0])
-    others = [m.uci() for m in board.legal_moves if m.uci() != line[1]]
-    assert others and not task.check(mate2, " " + " ".join([line[0], others[0], line[2]]))  # not the stubborn reply
+    others = [m for m in replies(mate2) if m != line[1]]
+    assert not task.check(mate2, " " + " ".join([line[0], others[0], line[2]]))  # not the stubborn reply
     assert not task.check({"meta": "{}"}, " e2e4")
 
 

@@ -37,7 +37,8 @@ from tasks import get_task
 get_task("rhymes").generate("dev", cfg.n_eval, cfg.seed)
 print("ready", flush=True)
 for folder in sorted(subs.iterdir()):
-    evaluate_folder(folder, ["rhymes"], cfg, results)
+    evaluate_folder(folder, ["rhymes"], cfg, results,
+                    on_event=lambda kind, sub, task, detail: print(kind, sub, detail, flush=True))
 """
 
 
@@ -75,27 +76,28 @@ def test_killed_run_resumes_to_the_same_leaderboard(submissions, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the child: same numbers, and fast on a busy machine
     try:
-        start = time.time()
+        events = []
         for folder in sorted(submissions.iterdir()):
-            evaluate_folder(folder, ["rhymes"], TINY_EVAL, tmp_path / "unbroken")
-        duration = time.time() - start
+            evaluate_folder(folder, ["rhymes"], TINY_EVAL, tmp_path / "unbroken",
+                            on_event=lambda kind, *_: events.append(kind))
     finally:
         torch.set_num_threads(threads)
 
+    # The moment to kill: after a seeded random progress event of the second cell (the
+    # first cell is finished, the third not started), plus a seeded random delay.
+    done = [i for i, kind in enumerate(events) if kind == "done"]
+    rng = random.Random(6)
+    kill_after = rng.randrange(done[0] + 1, done[1] + 1)
     broken = tmp_path / "broken"
     child = start_child(submissions, broken)
     assert child.stdout.readline().strip() == "ready"
-    first = broken / "tiny-0" / "rhymes.json"
-    deadline = time.time() + 60
-    while not first.exists() and child.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    # One cell is finished; kill somewhere in the next one (seeded), mid-run for sure.
-    time.sleep(random.Random(6).uniform(0, duration / 3))
-    assert child.poll() is None, "the child finished before it could be killed"
+    for _ in range(kill_after + 1):
+        child.stdout.readline()
+    time.sleep(rng.uniform(0, 0.1))
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     finished = {p: p.stat().st_mtime_ns for p in broken.glob("*/*.json")}
-    assert first in finished and len(finished) < 3
+    assert broken / "tiny-0" / "rhymes.json" in finished and len(finished) < 3
 
     child = start_child(submissions, broken)
     child.communicate(timeout=120)
