@@ -1,30 +1,3 @@
-# TEMPORARY NOTE FOR HELPERS (the lead removes this block):
-# ## Common context (read first)
-# You are helping build **mesabench**, a benchmark that measures internal lookahead ("planning") in
-# causal language models. Project root: /work/main (a git repo; do NOT run git commit/add/stash/reset
-# there — the lead engineer commits; just write files). Python venv with every dependency already
-# installed: /work/venv/bin/python (torch 2.13 CPU, transformers 5.23, datasets 5.2, chess 1.11
-# (python-chess), scikit-learn 1.9, pronouncing, wordfreq, tokenizers, hypothesis, pytest, rich, click).
-# Run tests with `cd /work/main && /work/venv/bin/python -m pytest tests/THEFILE -q`.
-# Read /work/shared/DESIGN.md (names and metric definitions) and /work/shared/MEASURED.md (speeds and
-# gotchas on this machine) before you start. The machine has 2 CPU cores shared with 3 other helpers:
-# keep test runs short (a test file should finish in well under 30 s), never start long background jobs.
-# No internet except PyPI; nothing can be downloaded from a model hub.
-# 
-# Style: code a newcomer reads top to bottom (nanoGPT-like: functions, not frameworks); one module one
-# job; short docstrings on public functions; comments that say why; type hints on public functions.
-# Never copy code from the web. Tests assert things that would fail if the feature broke; no timing
-# assertions in unit tests (speed goes in bench/ scripts that print ratios against the obvious
-# alternative). The task interface is in /work/main/tasks/base.py (read it): an example is a dict with
-# id, prompt, completion, decisions (list of {name, offset, target, horizon}), meta (JSON string);
-# texts are space-separated tokens so a word-level tokenizer built from `Task.vocabulary()` encodes
-# them exactly (a reference model uses a `tokenizers` WordLevel model with a WhitespaceSplit
-# pre-tokenizer; special tokens `<pad>`, `<unk>`, `<eos>`). Do not edit files other than the ones
-# your brief names (ask in your final report if an interface must change).
-# 
-# When done, reply with a short report: files written, public functions and their signatures, what
-# you measured (numbers), test status, and anything left undone or worrying.
-# END TEMPORARY NOTE
 """What a task is: data plus a verifier. No torch here, so tasks load instantly.
 
 An *example* is a plain dict (one row of a `datasets.Dataset`):

@@ -321,7 +321,7 @@ class ChessMateTask(Task):
     sizes = {"full": (20000, 600), "quick": (2000, 300)}
 
     def __init__(self, workers: int | None = None, engine: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None, chunk_games: int = CHUNK_GAMES) -> None:
         # workers: generation processes (default: 2, or 1 on a one-core machine).
         # engine: "python" (default, reproducible anywhere) or "stockfish" (if installed; a
         # different, cached separately, puzzle stream). progress(found, wanted) is called as
@@ -333,6 +333,7 @@ class ChessMateTask(Task):
         if self.engine == "stockfish" and stockfish_path() is None:
             raise RuntimeError("engine 'stockfish' asked for, but no stockfish binary found")
         self.progress = progress
+        self.chunk_games = chunk_games  # any value gives the same puzzles; small ones suit tests
 
     # -- data ---------------------------------------------------------------------------
     def generate(self, split: str, n: int, seed: int):
@@ -372,7 +373,7 @@ class ChessMateTask(Task):
         taken: list[dict] = []
         count = {1: 0, 2: 0, 3: 0}
         seen: set[str] = set()
-        stream = puzzle_stream(seed, self.engine, self.workers, self.stream_folder(seed))
+        stream = puzzle_stream(seed, self.engine, self.workers, self.stream_folder(seed), self.chunk_games)
         try:
             for record in stream:
                 if len(taken) >= n:
@@ -529,7 +530,7 @@ def puzzle_stream(seed: int, engine: str = "python", workers: int = 1, folder: P
                         import multiprocessing
 
                         pool = multiprocessing.get_context("fork" if os.name == "posix" else "spawn").Pool(workers)
-                    for ahead in range(index, index + 2 * workers):
+                    for ahead in range(index, index + workers):  # one chunk per worker in flight
                         ahead_path = path_of(ahead)
                         if ahead not in pending and not (ahead_path and ahead_path.exists()):
                             pending[ahead] = pool.apply_async(_chunk_job, (job(ahead),))

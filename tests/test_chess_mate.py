@@ -37,7 +37,7 @@ def generated(generated_cache):
     """A tiny generated train set (its own cache folder, so it is really generated)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("MESABENCH_CACHE", str(generated_cache))
-    examples = list(ChessMateTask(workers=1).generate("train", 10, seed=3))
+    examples = list(ChessMateTask(workers=1, chunk_games=5).generate("train", 10, seed=3))
     mp.undo()
     return examples
 
@@ -217,9 +217,9 @@ def test_generated_puzzles_are_unique_and_verified(generated):
 
 def test_generation_is_deterministic_and_cached(generated, tmp_path, monkeypatch):
     monkeypatch.setenv("MESABENCH_CACHE", str(tmp_path))
-    again = list(ChessMateTask(workers=2).generate("train", 10, seed=3))
+    again = list(ChessMateTask(workers=2, chunk_games=5).generate("train", 10, seed=3))
     assert again == generated
-    assert list(ChessMateTask(workers=1).generate("train", 10, seed=3)) == generated  # from the cache
+    assert list(ChessMateTask(workers=1, chunk_games=5).generate("train", 10, seed=3)) == generated  # from the cache
     assert not list(tmp_path.glob("*.tmp*"))
     seed4 = list(itertools.islice(puzzle_stream(4, chunk_games=2), 3))
     seed3 = list(itertools.islice(puzzle_stream(3, chunk_games=2), 3))
@@ -228,7 +228,7 @@ def test_generation_is_deterministic_and_cached(generated, tmp_path, monkeypatch
 
 def test_splits_never_share_a_position(generated, generated_cache, monkeypatch):
     monkeypatch.setenv("MESABENCH_CACHE", str(generated_cache))  # extends the fixture's stream
-    dev = list(ChessMateTask(workers=1).generate("dev", 2, seed=3))
+    dev = list(ChessMateTask(workers=1, chunk_games=5).generate("dev", 2, seed=3))
     train_fens = {meta(e)["fen"] for e in generated}
     dev_fens = {meta(e)["fen"] for e in dev}
     assert len(dev) == 2 and not train_fens & dev_fens
