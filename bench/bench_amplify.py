@@ -1,6 +1,6 @@
 """Speed of the amplification engine against `model.generate`, side by side.
 
-    /work/venv/bin/python bench/bench_amplify.py [--prefixes 64] [--repeats 3]
+    /work/venv/bin/python bench/bench_amplify.py [--prefixes 64] [--repeats 4] [--threads 1]
 
 1. beam_search on N prefixes (lengths 8..48) vs generate(num_beams=W, num_return_sequences=W)
    one prefix at a time, and batched generate; checks that the beams are the same. Rounds
@@ -78,7 +78,6 @@ def main() -> None:
                 for n in torch.randint(8, 49, (args.prefixes,), generator=g)]
 
     # Warm-up (first calls are several times slower).
-    beam_search(model, prefixes[:8], 4, 2)
     generate_one_by_one(model, prefixes[:2], 4, 2)
 
     print(f"beam search on {len(prefixes)} prefixes, 4 layers x 128, vocab 2000; per-prefix seconds, "
@@ -87,6 +86,8 @@ def main() -> None:
           f"{'x vs batched':>13}  beams identical")
     quarter = len(prefixes) // 4
     for width, depth in [(4, 2), (4, 4), (8, 2), (8, 4)]:
+        beam_search(model, prefixes, width, depth)  # warm-up for these shapes
+        generate_batched(model, prefixes[:16], width, depth)
         t_ours, t_one, t_bat, one = [], [], [], {}
         for r in range(args.repeats):
             t, ours = median_time(lambda: beam_search(model, prefixes, width, depth), 1)

@@ -19,6 +19,7 @@ import argparse
 import collections
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import chess  # noqa: E402
 
 from tasks.chess_gen import chunk_puzzles, stockfish_path  # noqa: E402
-from tasks.chess_mate import MIX, ChessMateTask  # noqa: E402
+from tasks.chess_mate import MIX, ChessMateTask, describe_mix  # noqa: E402
 
 SPLIT_SHARE = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
@@ -107,12 +108,21 @@ def quick_run(engine: str) -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["MESABENCH_CACHE"] = cache
         task = ChessMateTask(workers=2, engine=engine)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         for split, size in (("train", train), ("dev", evaluation), ("test", evaluation)):
             t = time.perf_counter()
-            task.generate(split, size, seed=0)
-            print(f"  {split} {size}: {time.perf_counter() - t:.1f} s")
-        print(f"== quick sets from scratch ({engine}, 2 workers): {time.perf_counter() - start:.1f} s")
+            dataset = task.generate(split, size, seed=0)
+            print(f"  {split} {size}: {time.perf_counter() - t:.1f} s  {describe_mix(dataset)}")
+        wall, cpu = time.perf_counter() - start, _cpu() - cpu
+        games = len(list(task.stream_folder(0).glob("*.jsonl"))) * task.chunk_games
+        print(f"== quick sets from scratch ({engine}, 2 workers): {wall:.1f} s wall, {cpu:.0f} cpu-s "
+              f"in all processes ({games} games), so ~{cpu / 2:.0f} s on two idle cores")
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the workers)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:

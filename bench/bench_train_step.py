@@ -1,6 +1,6 @@
 """Training-step time of every variant as a ratio to the unstunted step, side by side.
 
-    /work/venv/bin/python bench/bench_train_step.py [--repeats 5] [--warmup 2]
+    /work/venv/bin/python bench/bench_train_step.py [--repeats 5] [--warmup 2] [--threads 1]
 
 A step is forward + backward + AdamW on a 4-layer × 128 GPT-2, vocab 2,000, batch 32 × 64.
 Variants run round-robin (one step each per round), so a change in machine load hits all of

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=False)
@@ -178,7 +179,7 @@ def _get_task_or_exit(name: str):
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     sys.exit(2)
 
 
@@ -287,7 +288,9 @@ def _evaluate(submission, task_names, quick, force, submissions: Path, results: 
                                     total=1, completed=1)
                 progress.advance(overall)
             elif kind == "error":
-                console.print(f"[red]error[/red] {sub} / {task}: {detail}")
+                # User text is escaped (a name like "[/x]" is not markup) and never wrapped.
+                console.print(f"[red]error[/red] {escape(sub)} / {escape(task)}: {escape(detail)}",
+                              soft_wrap=True)
                 failed.append(sub)
                 progress.advance(overall, len(task_names) if task == "*" else 1)
 

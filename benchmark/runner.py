@@ -9,6 +9,7 @@ served old results. A failing submission gets an error cell and the others still
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -48,7 +49,8 @@ def safe_name(folder: Path) -> str:
     The folder's name may be anything (``..``, ``<b>``): keep only characters that are
     safe in a path and in the leaderboard, so an error cell never lands outside results/.
     """
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(folder).resolve().name).lstrip(".")
+    # abspath folds "x/.." into a real folder name without following symlinks.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(os.path.abspath(folder)).name).lstrip(".")
     return name[:64] or "unnamed"
 
 

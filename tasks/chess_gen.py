@@ -11,8 +11,11 @@ Searching every candidate in full for a mate in 2 is cheap; for a mate in 3 it i
 checks-only search (every attacker move a check) picks the candidates and the full search
 judges them: mates in 3 whose quiet moves that search cannot see are missed, never
 mislabelled. With ``engine="stockfish"`` (Debian's stockfish, if installed) the engine picks
-the candidates instead, which also finds mates with quiet moves; python-chess still judges
-every puzzle, but the puzzle stream differs, so the engine is part of the cache key.
+the mate-in-2 and 3 candidates instead (it sees quiet moves, but at its fixed depth it also
+misses some mates the python search finds, and it was no faster here: see
+bench/bench_chess_generation.py); python-chess still judges every puzzle, but the stream
+differs, so the engine is part of the cache key. The default, "python", needs nothing but
+python-chess and gives the same puzzles on every machine.
 
 The puzzle stream of a seed is a pure function of (seed, engine, game number): game ``g``
 has its own random generator and the puzzles come out in game order. Work is cut into

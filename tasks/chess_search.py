@@ -63,18 +63,23 @@ def checking_moves(board: chess.Board) -> list[chess.Move]:
     # A knight, pawn or slider that lands on a square attacking the king gives check: the
     # squares are computed with the current occupancy, which is exact because a slider that
     # could see the king "through" its own start square would already be giving check.
-    direct = (
-        (pawns & ~promoting, chess.BB_PAWN_ATTACKS[not us][king]),
-        (board.knights & ours, chess.BB_KNIGHT_ATTACKS[king]),
-        (board.bishops & ours, diag),
-        (board.rooks & ours, line),
-        (board.queens & ours, diag | line),
-    )
+    # One call of the move generator (its set-up is the expensive part), then a filter.
+    targets = {
+        chess.PAWN: chess.BB_PAWN_ATTACKS[not us][king],
+        chess.KNIGHT: chess.BB_KNIGHT_ATTACKS[king],
+        chess.BISHOP: diag,
+        chess.ROOK: line,
+        chess.QUEEN: diag | line,
+        chess.KING: 0,
+    }
+    movers = (pawns & ~promoting) | (ours & ~board.pawns & ~board.kings)
     out: list[chess.Move] = []
     seen: set[chess.Move] = set()
-    for from_mask, to_mask in direct:
-        if from_mask and to_mask:
-            for move in board.generate_legal_moves(from_mask, to_mask):
+    every_target = targets[chess.PAWN] | targets[chess.KNIGHT] | targets[chess.QUEEN]
+    if movers and every_target:
+        piece_type_at = board.piece_type_at
+        for move in board.generate_legal_moves(movers, every_target):
+            if targets[piece_type_at(move.from_square)] & chess.BB_SQUARES[move.to_square]:
                 out.append(move)
                 seen.add(move)
     # The rare kinds: confirm each candidate by playing it.
@@ -120,9 +125,9 @@ class MateSolver:
     """
 
     def __init__(self, moves: str = "all") -> None:
-        # "all": an exact search. "checks" or "forcing" (checks and captures): the attacker
-        # only tries those moves, a cheap search that finds most puzzle mates and proves
-        # nothing when it finds none (used to pick candidates, never to judge them).
+        # "all": an exact search. "checks": the attacker only tries checks, a cheap search
+        # that finds many puzzle mates and proves nothing when it finds none (it picks
+        # candidates, it never judges them).
         self.moves = moves
         # position key -> (largest n known NOT to mate, smallest n known to mate); mate in n
         # is monotone in n, so one proof or disproof answers many later questions.
@@ -130,7 +135,6 @@ class MateSolver:
         # Defender replies that refuted an attacker move, by remaining depth: the same
         # refutation (a king step, capturing the checker) usually refutes the next try too.
         self.killers: dict[int, list[chess.Move]] = {}
-        self.nodes = 0
         self.leaves: dict[object, bool] = {}  # mate in 1 or not, by position
 
     # -- attacker to move -------------------------------------------------------------
@@ -138,7 +142,6 @@ class MateSolver:
         """Does the side to move force mate in at most ``n`` moves?"""
         if n <= 0:
             return False
-        self.nodes += 1
         key = board._transposition_key()  # the position without move counters (python-chess)
         if n == 1:
             known = self.leaves.get(key)
@@ -177,8 +180,6 @@ class MateSolver:
             else:
                 quiet.append(move)
         captures.sort(key=lambda item: item[0])
-        if self.moves == "forcing":
-            return checks + [m for _, m in captures]
         return checks + [m for _, m in captures] + quiet
 
     # -- defender to move ---------------------------------------------------------------
@@ -249,9 +250,11 @@ class MateSolver:
         best, best_score = None, -1
         for reply in sorted(board.generate_legal_moves(), key=lambda m: m.uci()):
             board.push(reply)
-            distance = self.mate_distance(board, n)
+            escapes = not self.mate_in(board, n)
+            score = n + 1 if escapes else self.mate_distance(board, n)
             board.pop()
-            score = n + 1 if distance is None else distance
+            if escapes:
+                return reply  # nothing is more stubborn, and no lower UCI string is
             if score > best_score:
                 best, best_score = reply, score
         return best

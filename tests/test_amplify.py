@@ -47,7 +47,8 @@ def reference_beam_search(model, prefix: list[int], width: int, depth: int):
 
 def assert_same_beams(result_tokens, result_scores, reference):
     assert result_tokens.tolist() == [toks for toks, _ in reference]
-    assert torch.allclose(result_scores.double(), torch.tensor([s for _, s in reference], dtype=torch.float64), atol=1e-4)
+    expected = torch.tensor([s for _, s in reference], dtype=torch.float64)
+    assert torch.allclose(result_scores.double(), expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])

@@ -199,7 +199,7 @@ def test_stream_is_the_same_for_any_workers_and_chunks():
 
 def test_generated_puzzles_are_unique_and_verified(generated):
     assert len(generated) == 10
-    assert [meta(e)["n"] for e in generated].count(3) == 1  # MIX: 60% / 30% / 10%
+    assert [meta(e)["n"] for e in generated].count(3) == 1  # MIX: 62% / 26% / 12%
     fens = [meta(e)["fen"] for e in generated]
     assert len(set(fens)) == len(fens)
     for example in generated:

@@ -116,7 +116,8 @@ def test_skip_drops_exactly_the_positions_where_amplification_helps():
     loss_mask[0, :4] = True
     loss_mask[1, 1:3] = True
     # q > p at (0,1) and (1,2); ties and q < p are kept.
-    amp = fake_amp([0, 0, 0, 0, 1, 1], [0, 1, 2, 3, 1, 2], [0.5, 0.2, 0.3, 0.9, 0.4, 0.1], [0.1, 0.6, 0.3, 0.0, 0.2, 0.7])
+    amp = fake_amp(rows=[0, 0, 0, 0, 1, 1], ts=[0, 1, 2, 3, 1, 2],
+                   p_true=[0.5, 0.2, 0.3, 0.9, 0.4, 0.1], q_true=[0.1, 0.6, 0.3, 0.0, 0.2, 0.7])
     weights, stats = stunt_weights("stunted-skip", loss_mask, amp, StuntConfig(positions="all"))
     expected = torch.zeros(2, 4, dtype=torch.float64)
     expected[0, [0, 2, 3]] = 1
@@ -124,7 +125,8 @@ def test_skip_drops_exactly_the_positions_where_amplification_helps():
     assert torch.equal(weights, expected)
     assert abs(stats["frac_dropped"] - 2 / 6) < 1e-12
     # With positions="decisions" the positions not amplified keep their ordinary weight 1.
-    weights, _ = stunt_weights("stunted-skip", loss_mask, fake_amp([0], [1], [0.2], [0.6]), StuntConfig(positions="decisions"))
+    one = fake_amp([0], [1], [0.2], [0.6])
+    weights, _ = stunt_weights("stunted-skip", loss_mask, one, StuntConfig(positions="decisions"))
     assert weights[0].tolist() == [1, 0, 1, 1] and weights[1].tolist() == [0, 1, 1, 0]
 
 
@@ -209,7 +211,8 @@ def test_training_loss_variants_end_to_end():
 
     with torch.no_grad():
         logits = model(ids).logits
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none").view(2, -1)
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1),
+                                           reduction="none").view(2, -1)
     plain, stats = training_loss(model, "unstunted", ids, attn, loss_mask, cfg)
     assert abs(plain.item() - ce.mean().item()) < 1e-5 and abs(stats["ce"] - plain.item()) < 1e-6
 
@@ -227,7 +230,8 @@ def test_training_loss_variants_end_to_end():
     assert abs(balance.item() - ((weights * ce).sum() / weights.sum()).item()) < 1e-5
 
     penalty, stats = training_loss(model, "stunted-penalty", ids, attn, loss_mask, cfg)
-    pen = amplification_penalty(logits[amp["rows"], amp["ts"]], amp["first_tokens"], amp["beam_weights"], amp["targets"])
+    pen = amplification_penalty(logits[amp["rows"], amp["ts"]], amp["first_tokens"], amp["beam_weights"],
+                                amp["targets"])
     assert abs(penalty.item() - (ce.mean() + 0.7 * pen.mean()).item()) < 1e-5
     assert 0 <= stats["penalty"] <= 1
 

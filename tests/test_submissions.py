@@ -416,9 +416,6 @@ def test_stale_rows_are_marked(suite, tmp_path):
     assert board_row(out.read_text(), "good").startswith("| 1 | good ⚠ stale |")
 
 
-@pytest.mark.xfail(strict=True, reason="benchmark/cli.py prints error details as Rich markup: a "
-                   "name like '[/x]' raises MarkupError and stops the run. Fix there: "
-                   "rich.markup.escape(detail); then drop this marker.")
 def test_cli_survives_markup_in_an_error(tmp_path):
     from click.testing import CliRunner
 
