@@ -169,7 +169,7 @@ def _tree_chunk(
         scores, flat = topk_stable(candidates.view(n, P, W * V), W)
         parent, new_tok = flat // V, flat % V
         tokens = torch.cat([tokens.gather(2, parent[..., None].expand(-1, -1, -1, step)), new_tok[..., None]], dim=-1)
-        pass
+        ancestors = ancestors.gather(2, parent[..., None].expand(-1, -1, -1, n_extra))
     return tokens, scores
 
 
