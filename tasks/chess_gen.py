@@ -37,7 +37,7 @@ from typing import Iterator
 
 import chess
 
-from tasks.chess_search import MateSolver, checking_moves, mating_moves
+from tasks.chess_search import MateSolver, checking_moves, is_mate, mating_moves
 
 _VALUE = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9, chess.KING: 0}
 MAX_PLIES = 240
@@ -78,11 +78,7 @@ def greedy_move(board: chess.Board, rng: random.Random, noise: float) -> chess.M
         if attacked & chess.BB_SQUARES[move.to_square]:
             score -= 8 * _VALUE[board.piece_type_at(move.from_square)]
         if move in checks:
-            score += 4
-            board.push(move)
-            if not any(board.generate_legal_moves()):
-                score += 10_000
-            board.pop()
+            score += 10_004 if is_mate(board, move) else 4
         if score > best_score:
             best, best_score = move, score
     return best

@@ -96,25 +96,55 @@ def checking_moves(board: chess.Board) -> list[chess.Move]:
     return out
 
 
+def _king_can_flee(board: chess.Board, move: chess.Move) -> bool:
+    """After the side to move plays ``move``, does the enemy king have a square to step to
+    that nothing attacks? True proves ``move`` is not mate, without playing it (the common
+    case, and playing a move is what makes a mate test slow). False proves nothing. Castling
+    and en passant, which move a second piece, always answer False."""
+    if board.is_castling(move) or board.is_en_passant(move):
+        return False
+    us, them = board.turn, not board.turn
+    king = board.king(them)
+    gone, landed = ~chess.BB_SQUARES[move.from_square], chess.BB_SQUARES[move.to_square]
+    moved = move.promotion or board.piece_type_at(move.from_square)
+
+    def after(piece_type: int) -> int:  # the attacker's pieces of a type once the move is made
+        return (board.pieces_mask(piece_type, us) & gone) | (landed if moved == piece_type else 0)
+
+    pawns, knights, kings = after(chess.PAWN), after(chess.KNIGHT), after(chess.KING)
+    queens = after(chess.QUEEN)
+    diagonal, straight = after(chess.BISHOP) | queens, after(chess.ROOK) | queens
+    # Sliders see through the square the king leaves: stepping back along a check is no escape.
+    occupied = ((board.occupied & gone) | landed) & ~chess.BB_SQUARES[king]
+    flights = chess.BB_KING_ATTACKS[king] & ~(board.occupied_co[them] & ~landed)
+    for square in chess.scan_forward(flights):
+        if (chess.BB_KNIGHT_ATTACKS[square] & knights or chess.BB_PAWN_ATTACKS[them][square] & pawns
+                or chess.BB_KING_ATTACKS[square] & kings
+                or chess.BB_DIAG_ATTACKS[square][chess.BB_DIAG_MASKS[square] & occupied] & diagonal
+                or (chess.BB_RANK_ATTACKS[square][chess.BB_RANK_MASKS[square] & occupied]
+                    | chess.BB_FILE_ATTACKS[square][chess.BB_FILE_MASKS[square] & occupied]) & straight):
+            continue
+        return True
+    return False
+
+
+def is_mate(board: chess.Board, check: chess.Move) -> bool:
+    """Does the checking move ``check`` (legal, giving check) mate?"""
+    if _king_can_flee(board, check):
+        return False
+    board.push(check)
+    mate = not any(board.generate_legal_moves())
+    board.pop()
+    return mate
+
+
 def mating_moves(board: chess.Board) -> list[chess.Move]:
     """Every legal move that checkmates at once."""
-    out = []
-    for move in checking_moves(board):
-        board.push(move)
-        if not any(board.generate_legal_moves()):
-            out.append(move)
-        board.pop()
-    return out
+    return [move for move in checking_moves(board) if is_mate(board, move)]
 
 
 def _has_mate_in_1(board: chess.Board) -> bool:
-    for move in checking_moves(board):
-        board.push(move)
-        mate = not any(board.generate_legal_moves())
-        board.pop()
-        if mate:
-            return True
-    return False
+    return any(is_mate(board, move) for move in checking_moves(board))
 
 
 class MateSolver:

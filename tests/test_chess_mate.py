@@ -17,7 +17,7 @@ from tasks.chess_mate import (
     LICHESS_SAMPLE, ChessMateTask, board_from_text, check_lichess_file, describe_mix, encode_prompt,
     load_lichess_csv, puzzle_stream, random_mover, vocabulary,
 )
-from tasks.chess_search import MateSolver, checking_moves, forces_mate, verify_solution
+from tasks.chess_search import MateSolver, _king_can_flee, checking_moves, forces_mate, is_mate, verify_solution
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +88,18 @@ def random_positions(count: int, seed: int) -> list[chess.Board]:
 
 
 # -- the judge -------------------------------------------------------------------------------
-def test_checking_moves_are_exactly_the_checks():
-    for board in random_positions(150, seed=1):
+def test_checking_moves_and_mates_are_exact():
+    for board in random_positions(150, seed=1) + [chess.Board("8/P6k/8/8/8/8/6Kp/8 w - - 0 1")]:
         expected = {m for m in board.legal_moves if board.gives_check(m)}
         got = checking_moves(board)
         assert set(got) == expected and len(got) == len(expected), board.fen()
+        for move in got:
+            flees = _king_can_flee(board, move)  # a shortcut that must never hide a mate
+            board.push(move)
+            mate = board.is_checkmate()
+            board.pop()
+            assert not (flees and mate), (board.fen(), move)
+            assert is_mate(board, move) == mate, (board.fen(), move)
 
 
 def test_every_shipped_lichess_puzzle_verifies():
