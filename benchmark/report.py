@@ -127,6 +127,9 @@ def ranked_table(by_sub: dict[str, dict[str, dict]], task_order: list[str], stal
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, (_, sub, cells, idx, errors) in enumerate(rows, 1):
         name = escape(sub) + (" ⚠ stale" if sub in stale else "")
+        profiles = {(c.get("reference") or {}).get("profile") for c in cells.values()}
+        if "quick" in profiles:  # a smoke-run model: say so wherever its numbers appear
+            name += " (quick profile: smoke run)"
         line = [str(rank) if idx else "–", name, fmt_ci(idx)]
         for t in task_order:
             c = cells.get(t)

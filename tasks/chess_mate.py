@@ -1,9 +1,13 @@
 """Chess mate-in-N (N = 1, 2, 3): find the forced mate, playing against a stubborn defender.
 
-Text format (space-separated tokens, so a word-level tokenizer encodes it exactly):
+Text format (space-separated tokens, so a word-level tokenizer encodes it exactly). A mate
+in 2 for black (knight to g4 check, king e4, pawn d5 mate):
 
-    prompt      mate 2 white : r . b q k b . r p p p p . Q p p . . n . . n . . ...
-    completion   h5f7 e8e7 f7e6
+    prompt      mate 2 black : r . . . k b . r . . . . . p p p . p . p p . . n p . p . . . .
+                P . . . P . P . q . . P P K . . . P P . B . . P . R N . b . B N .
+    completion   h6g4 e3e4 d6d5
+
+(the prompt is one line; it is wrapped here).
 
 - The prompt is ``mate N SIDE :`` followed by the board, one token per square from a8, b8,
   ..., h8 down to a1, ..., h1 (rank 8 to rank 1, file a to h as in a FEN). A square token is

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.base import split_of
-from tasks.chess_gen import canonical_fen
+from tasks.chess_gen import canonical_fen, chunk_puzzles, stockfish_path
 from tasks.chess_mate import (
     LICHESS_SAMPLE, ChessMateTask, board_from_text, check_lichess_file, describe_mix, encode_prompt,
     load_lichess_csv, puzzle_stream, random_mover, vocabulary,
@@ -398,3 +398,13 @@ def test_lichess_loader_reports_bad_rows(tmp_path):
     assert sorted(e.split(":")[0] for e in errors) == ["badfen", "count", "illegal", "wrong"]
     report = check_lichess_file(path)
     assert report["total"] == 5 and report["verified"] == 1 and len(report["failures"]) == 4
+
+
+@pytest.mark.skipif(stockfish_path() is None, reason="stockfish is not installed")
+def test_stockfish_candidates_are_still_judged_by_python_chess():
+    records = chunk_puzzles(1, 0, 6, "stockfish")
+    assert records
+    for record in records:
+        board, n, line = chess.Board(record["fen"]), record["n"], record["line"].split()
+        assert verify_solution(record["fen"], line, n)
+        assert [m.uci() for m in MateSolver().winning_moves(board, n)] == [line[0]]
