@@ -38,6 +38,10 @@ def _quiet_libraries() -> None:
         datasets.logging.set_verbosity_error()
     except ImportError:
         pass
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def _all_tasks(selected: tuple[str, ...]) -> list[str]:
@@ -48,6 +52,16 @@ def _all_tasks(selected: tuple[str, ...]) -> list[str]:
     if unknown:
         raise click.BadParameter(f"unknown task(s) {unknown}; known: {task_names()}")
     return names
+
+
+def workers_option(command):
+    """--workers: processes that train or evaluate side by side (one torch thread each)."""
+    from benchmark.parallel import default_workers
+
+    return click.option("--workers", type=click.IntRange(min=1), default=default_workers(),
+                        show_default="one per CPU core",
+                        help="Models trained / submissions evaluated side by side, one torch "
+                             "thread each (results do not depend on it).")(command)
 
 
 @contextmanager
@@ -199,33 +213,34 @@ def baselines() -> None:
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the profile's).")
 @click.option("--quick", is_flag=True, help="Small data and few steps: a smoke run.")
 @click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
-def baselines_train(task_names, variants, seeds, quick, submissions) -> None:
+@workers_option
+def baselines_train(task_names, variants, seeds, quick, submissions, workers) -> None:
     """Train reference models into submissions/ref-<variant>-s<seed>/ (resumable)."""
-    _train(tuple(_all_tasks(task_names)), variants, seeds, quick, submissions)
+    _train(tuple(_all_tasks(task_names)), variants, seeds, quick, submissions, workers)
 
 
-def _train(task_names, variants, seeds, quick: bool, submissions: Path) -> list[str]:
+def _train(task_names, variants, seeds, quick: bool, submissions: Path, workers: int) -> list[str]:
     _quiet_libraries()
     from benchmark.baselines import VARIANTS, train_baselines, write_random_init
 
     profile = "quick" if quick else "full"
     with _progress() as progress:
-        bar = {"id": None}
+        bars: dict[str, int] = {}
 
         def on_model(name: str, status: str) -> None:
             if status == "cached":
                 console.print(f"[dim]{name}: already trained, skipped[/dim]")
             elif status == "training":
-                bar["id"] = progress.add_task(f"train {name}", total=None)
-            elif status == "done" and bar["id"] is not None:
-                progress.update(bar["id"], description=f"[green]trained {name}[/green]")
+                bars[name] = progress.add_task(f"train {name}", total=None)
+            elif status == "done" and name in bars:
+                progress.update(bars[name], description=f"[green]trained {name}[/green]")
 
-        def on_step(step: int, steps: int, loss: float) -> None:
-            progress.update(bar["id"], completed=step, total=steps,
-                            description=f"train loss {loss:6.3f}")
+        def on_step(name: str, step: int, steps: int, loss: float) -> None:
+            progress.update(bars[name], completed=step, total=steps,
+                            description=f"train {name} loss {loss:6.3f}")
 
         names = train_baselines(profile, task_names, submissions, tuple(variants) or VARIANTS,
-                                tuple(seeds) or None, on_model, on_step)
+                                tuple(seeds) or None, on_model, on_step, workers, _quiet_libraries)
     names.append(write_random_init(profile, task_names, submissions))
     return names
 
@@ -243,7 +258,8 @@ def _train(task_names, variants, seeds, quick: bool, submissions: Path) -> list[
                    "machines with your scheduler; results merge by file).")
 @click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
 @click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
-def evaluate(submission, task_names, quick, force, shard, submissions, results) -> None:
+@workers_option
+def evaluate(submission, task_names, quick, force, shard, submissions, results, workers) -> None:
     """Evaluate SUBMISSION(s) (names under submissions/ or folders; default: all).
 
     Finished cells are cached by model hash, task version and config; a failing
@@ -256,16 +272,17 @@ def evaluate(submission, task_names, quick, force, shard, submissions, results) 
     except (ValueError, AssertionError):
         raise click.BadParameter(f"--shard must be I/N with 0 <= I < N, got {shard!r}") from None
     failed = _evaluate(submission, tuple(_all_tasks(task_names)), quick, force, submissions,
-                       results, (index, count))
+                       results, workers, (index, count))
     if submission and failed:
         sys.exit(1)
 
 
 def _evaluate(submission, task_names, quick, force, submissions: Path, results: Path,
-              shard: tuple[int, int] = (0, 1)) -> list[str]:
+              workers: int, shard: tuple[int, int] = (0, 1)) -> list[str]:
     _quiet_libraries()
     from benchmark.evaluate import EvalConfig
-    from benchmark.runner import evaluate_folder
+    from benchmark.parallel import run_jobs
+    from benchmark.runner import evaluate_job
     from benchmark.submissions import find_submissions
 
     folders = [(Path(s) if Path(s).is_dir() and (Path(s) / "submission.toml").exists()
@@ -275,16 +292,17 @@ def _evaluate(submission, task_names, quick, force, submissions: Path, results: 
     failed = []
     with _progress() as progress:
         overall = progress.add_task("cells", total=len(folders) * len(task_names))
-        current = {}
+        bars: dict[tuple[str, str], int] = {}
 
-        def on_event(kind: str, sub: str, task: str, detail: str) -> None:
+        def on_event(event: tuple) -> None:
+            kind, sub, task, detail = event
             if kind == "start":
-                current["id"] = progress.add_task(f"{sub} / {task}", total=None)
-            elif kind == "stage" and "id" in current:
-                progress.update(current["id"], description=f"{sub} / {task}: {detail}")
+                bars[sub, task] = progress.add_task(f"{sub} / {task}", total=None)
+            elif kind == "stage" and (sub, task) in bars:
+                progress.update(bars[sub, task], description=f"{sub} / {task}: {detail}")
             elif kind in ("done", "cached"):
                 if kind == "done":
-                    progress.update(current["id"], description=f"[green]{sub} / {task} ({detail})[/green]",
+                    progress.update(bars[sub, task], description=f"[green]{sub} / {task} ({detail})[/green]",
                                     total=1, completed=1)
                 progress.advance(overall)
             elif kind == "error":
@@ -294,8 +312,15 @@ def _evaluate(submission, task_names, quick, force, submissions: Path, results: 
                 failed.append(sub)
                 progress.advance(overall, len(task_names) if task == "*" else 1)
 
-        for folder in folders:
-            evaluate_folder(folder, list(task_names), cfg, results, force, on_event)
+        # Evaluation data is generated (and cached) once, here, before the workers start.
+        from benchmark.evaluate import eval_splits
+        from tasks import get_task
+
+        for name in task_names:
+            eval_splits(get_task(name), cfg)
+        jobs = [{"folder": f, "tasks": list(task_names), "cfg": cfg, "results": results, "force": force}
+                for f in folders]
+        run_jobs(evaluate_job, jobs, workers, on_event, init=_quiet_libraries)
     return failed
 
 
@@ -321,37 +346,42 @@ def _leaderboard(out: Path, results: Path, submissions: Path) -> None:
 # ---------------------------------------------------------------------------- run
 
 
+def run_options(command):
+    """The options `experiment` and `run` share."""
+    for option in reversed([
+        click.option("--quick", is_flag=True, help="One seed, small data, few steps: a smoke run (minutes)."),
+        click.option("--task", "task_names", multiple=True, help="Tasks (default: all)."),
+        click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True),
+        click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True),
+        workers_option,
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.option("--quick", is_flag=True, help="One seed, small data, few steps (minutes).")
-@click.option("--task", "task_names", multiple=True, help="Tasks (default: all).")
-@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
-@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True)
-def experiment(quick: bool, task_names, submissions: Path, results: Path, out: Path) -> None:
+@run_options
+def experiment(quick: bool, task_names, submissions: Path, results: Path, out: Path, workers: int) -> None:
     """The headline experiment alone: train every reference variant and seed, evaluate
     them (and the random-init control), write the leaderboard. Resumable."""
     names = tuple(_all_tasks(task_names))
     start = time.time()
-    trained = _train(names, (), (), quick, submissions)
-    _evaluate(tuple(str(submissions / n) for n in trained), names, quick, False, submissions, results)
+    trained = _train(names, (), (), quick, submissions, workers)
+    _evaluate(tuple(str(submissions / n) for n in trained), names, quick, False, submissions, results, workers)
     _leaderboard(out, results, submissions)
     console.print(f"done in {time.time() - start:.0f}s")
 
 
-
 @main.command()
-@click.option("--quick", is_flag=True, help="A smoke run of the whole pipeline (minutes).")
-@click.option("--task", "task_names", multiple=True, help="Tasks (default: all).")
-@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
-@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True)
-def run(quick: bool, task_names, submissions: Path, results: Path, out: Path) -> None:
+@run_options
+def run(quick: bool, task_names, submissions: Path, results: Path, out: Path, workers: int) -> None:
     """Everything on embedded defaults: train the baselines (every variant and seed of the
     profile), evaluate every submission, write the leaderboard. Resumable."""
     names = tuple(_all_tasks(task_names))
     start = time.time()
-    _train(names, (), (), quick, submissions)
-    _evaluate((), names, quick, False, submissions, results)
+    _train(names, (), (), quick, submissions, workers)
+    _evaluate((), names, quick, False, submissions, results, workers)
     _leaderboard(out, results, submissions)
     console.print(f"done in {time.time() - start:.0f}s")
 

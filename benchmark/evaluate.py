@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from benchmark import stats
-from benchmark.models import (LoadedModel, complete, encode, hidden_states_at, random_init_like,
-                              token_index)
+from benchmark.models import (LoadedModel, complete, encode, encode_examples, hidden_states_at,
+                              random_init_like, token_index)
 from benchmark.safety import SubmissionError
 
 Progress = Callable[[str], None]
@@ -48,6 +48,8 @@ class EvalConfig:
     max_amp_examples: int = 300  # examples per split whose tokens are amplified
     lambdas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
     future_k: int = 4
+    future_lens_rows: int = 400  # probe-train (and test) rows per offset k: its fits over
+    # a vocabulary of classes were the slowest part of a cell (45 s of 70 at 1,000 rows)
     n_boot: int = 1000
     batch_size: int = 64
 
@@ -91,19 +93,10 @@ def completion_positions(tokenizer, examples: list[dict]) -> list[dict]:
     """Per example: token ids of the full text, the positions whose next token lies in the
     completion, and which of those are decision points."""
     out = []
-    for ex in examples:
-        text = ex["prompt"] + ex["completion"]
-        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-        starts = [s for s, _ in enc["offset_mapping"]]
-        n_prompt = sum(1 for s in starts if s < len(ex["prompt"]))
-        decision_pos = set()
-        for d in ex["decisions"]:
-            before = [i for i, s in enumerate(starts) if s < d["offset"]]
-            if before:
-                decision_pos.add(before[-1])
-        positions = list(range(max(n_prompt - 1, 0), len(starts) - 1))
-        out.append({"ids": enc["input_ids"], "positions": positions,
-                    "decision": [p in decision_pos for p in positions]})
+    for enc in encode_examples(tokenizer, examples, add_eos=False):
+        decisions = set(enc["decisions"])
+        out.append({"ids": enc["ids"], "positions": enc["loss"],
+                    "decision": [p in decisions for p in enc["loss"]]})
     return out
 
 
@@ -245,14 +238,18 @@ def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: lis
         texts = [r[text_key] for r in rows]
         acts = hidden_states_at(loaded, texts, [r["offset"] for r in rows], cfg.batch_size)
         current, future = [], []
-        for r, text in zip(rows, texts):
-            ids, mask, offsets = encode(loaded.tokenizer, [text], torch.device("cpu"))
-            ids = ids[0].tolist()
-            t = token_index(offsets[0], mask[0], r["offset"])
-            current.append(ids[t])
-            future.append([ids[t + k] if t + k < len(ids) else -1 for k in range(1, cfg.future_k + 1)])
+        for start in range(0, len(rows), cfg.batch_size):
+            chunk = slice(start, start + cfg.batch_size)
+            ids, mask, offsets = encode(loaded.tokenizer, texts[chunk], torch.device("cpu"))
+            for i, r in enumerate(rows[chunk]):
+                t = token_index(offsets[i], mask[i], r["offset"])
+                n = int(mask[i].sum())  # right padding: real tokens are 0..n-1
+                current.append(int(ids[i, t]))
+                future.append([int(ids[i, t + k]) if t + k < n else -1
+                               for k in range(1, cfg.future_k + 1)])
         out[source] = probes.future_lens(acts, np.array(future), np.array(current), train_mask,
-                                         seed=cfg.seed, n_boot=cfg.n_boot)
+                                         seed=cfg.seed, n_boot=cfg.n_boot,
+                                         max_rows=cfg.future_lens_rows)
     return out
 
 
@@ -294,6 +291,16 @@ def check_model_sanity(loaded: LoadedModel, examples: list[dict]) -> None:
         raise SubmissionError("the model returns NaN or infinite logits")
 
 
+def eval_splits(task, cfg: EvalConfig) -> tuple[list[dict], list[dict]]:
+    """The dev split (probe training, λ) and the test split of ``task`` for ``cfg``.
+
+    Call it once before evaluating on several processes, so a slow generator (chess) fills
+    its cache once instead of racing itself."""
+    n_eval = cfg.n_eval or task.sizes[cfg.size][1]
+    dev = list(task.generate("dev", n_eval * task.dev_factor, cfg.seed))
+    return dev, list(task.generate("test", n_eval, cfg.seed))
+
+
 def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress = lambda s: None) -> dict:
     """Every metric of one (model, task) cell; returns {"metrics", "examples", "timings", ...}."""
     timings: dict[str, float] = {}
@@ -304,9 +311,7 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
         timings[name] = round(time.time() - clock, 2)
         clock = time.time()
 
-    n_eval = cfg.n_eval or task.sizes[cfg.size][1]
-    dev = list(task.generate("dev", n_eval, cfg.seed))
-    test = list(task.generate("test", n_eval, cfg.seed))
+    dev, test = eval_splits(task, cfg)
     check_model_sanity(loaded, dev + test)
     lap("data")
 

@@ -69,6 +69,9 @@ def new_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int
         vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
         n_head=n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        # No dropout: the references see each example only a few times in a short budget,
+        # and dropout slowed learning there more than it helped generalisation.
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(seed)
@@ -108,6 +111,30 @@ def encode(tokenizer, texts: list[str], device: torch.device, padding_side: str 
     enc = tokenizer(texts, return_tensors="pt", padding=True, return_offsets_mapping=True,
                     add_special_tokens=False)
     return enc["input_ids"].to(device), enc["attention_mask"].to(device), enc["offset_mapping"]
+
+
+def encode_examples(tokenizer, examples: list[dict], add_eos: bool) -> list[dict]:
+    """Token ids of prompt + completion (+ EOS), and per example the positions whose next
+    token belongs to the completion ("loss": where the completion is scored or trained)
+    and the decision positions ("decisions": the last token before each decision offset).
+
+    Position t predicts token t+1, so the first loss position is the prompt's last token.
+    """
+    out = []
+    for ex in examples:
+        enc = tokenizer(ex["prompt"] + ex["completion"], return_offsets_mapping=True,
+                        add_special_tokens=False)
+        ids = enc["input_ids"] + ([tokenizer.eos_token_id] if add_eos else [])
+        starts = [s for s, _ in enc["offset_mapping"]]
+        n_prompt = sum(1 for s in starts if s < len(ex["prompt"]))
+        decisions = []
+        for d in ex["decisions"]:
+            before = [i for i, s in enumerate(starts) if s < d["offset"]]
+            if before:
+                decisions.append(before[-1])
+        out.append({"ids": ids, "loss": list(range(max(n_prompt - 1, 0), len(ids) - 1)),
+                    "decisions": decisions})
+    return out
 
 
 def token_index(offsets: torch.Tensor, mask: torch.Tensor, char_offset: int) -> int:

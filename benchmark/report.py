@@ -85,27 +85,38 @@ def lookahead_index(cells: list[dict]) -> dict | None:
     return {"value": value, "lo": value - half, "hi": value + half, "n": len(sels)}
 
 
-def _stale(cell: dict, current_hashes: dict[str, str | None]) -> bool:
+def _stale(cell: dict, current_hashes: dict[tuple[str, str], str | None]) -> bool:
     key = cell.get("key") or {}
-    now = current_hashes.get(cell["submission"])
+    now = current_hashes.get((cell["submission"], cell["task"]))
     return bool(now and key.get("model_hash") and key["model_hash"] != now)
 
 
-def _current_hashes(submissions_dir: Path, names: set[str]) -> dict[str, str | None]:
-    """The model hash each submission has now (file hashing only; no model is loaded).
+def _current_hashes(submissions_dir: Path, names: set[str]) -> dict[tuple[str, str], str | None]:
+    """The model hash each (submission, task) has now (file hashing only; no model is loaded).
 
     Submissions are matched by the name in their submission.toml, not by folder name."""
     from benchmark.safety import SubmissionError
     from benchmark.submissions import find_submissions, read_submission
 
-    out: dict[str, str | None] = {}
+    from tasks import task_names
+
+    out: dict[tuple[str, str], str | None] = {}
+    by_path: dict[Path, str] = {}  # a model shared by every task is hashed once
     for folder in find_submissions(submissions_dir):
         try:
             sub = read_submission(folder)
-            if sub.name in names and sub.name not in out and sub.model_path.is_dir():
-                out[sub.name] = model_hash(sub.model_path)
         except (SubmissionError, OSError):
             continue
+        if sub.name not in names:
+            continue
+        for task in sub.tasks or task_names():
+            try:
+                path = sub.model_for(task)
+                if (sub.name, task) not in out and path.is_dir():
+                    by_path[path] = by_path.get(path) or model_hash(path)
+                    out[sub.name, task] = by_path[path]
+            except OSError:
+                continue
     return out
 
 

@@ -79,6 +79,12 @@ def evaluate_folder(folder: Path, task_names: list[str], cfg, results_dir: Path,
     return evaluate_submission(sub, task_names, cfg, results_dir, force, on_event)
 
 
+def evaluate_job(job: dict, emit: Callable[[tuple], None]) -> list[CellOutcome]:
+    """`evaluate_folder` as a `benchmark.parallel` job: events go to ``emit`` as tuples."""
+    return evaluate_folder(job["folder"], job["tasks"], job["cfg"], job["results"], job["force"],
+                           lambda *event: emit(event))
+
+
 def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir: Path,
                         force: bool = False, on_event: EventFn = lambda *a: None) -> list[CellOutcome]:
     """Evaluate a validated submission; each task's cell is cached, errors are contained."""
@@ -87,23 +93,25 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
     wanted = [t for t in task_names if sub.tasks is None or t in sub.tasks]
     outcomes: list[CellOutcome] = []
     _remove_leftovers(Path(results_dir) / sub.name)
-    try:
-        from benchmark.safety import check_model_folder
-
-        check_model_folder(sub.model_path)
-        digest = model_hash(sub.model_path)
-    except (SubmissionError, OSError) as err:
-        message = one_line(err if isinstance(err, SubmissionError) else f"cannot read the model folder: {err}")
-        for task in wanted:
-            write_cell(cell_path(results_dir, sub.name, task), _error_cell(sub.name, task, message, None))
-        on_event("error", sub.name, "*", message)
-        return [CellOutcome(sub.name, t, "error", message) for t in wanted]
-
-    loaded = None
+    digests: dict[Path, str] = {}  # model folder -> hash, checked once per folder
+    loaded, loaded_path = None, None
     for task_name in wanted:
         task = get_task(task_name)
-        key = cell_key(digest, task.version, cfg.to_dict())
         path = cell_path(results_dir, sub.name, task_name)
+        model_path = sub.model_for(task_name)
+        try:
+            from benchmark.safety import check_model_folder
+
+            if model_path not in digests:
+                check_model_folder(model_path)
+                digests[model_path] = model_hash(model_path)
+        except (SubmissionError, OSError) as err:
+            message = one_line(err if isinstance(err, SubmissionError) else f"cannot read the model folder: {err}")
+            write_cell(path, _error_cell(sub.name, task_name, message, None))
+            on_event("error", sub.name, task_name, message)
+            outcomes.append(CellOutcome(sub.name, task_name, "error", message))
+            continue
+        key = cell_key(digests[model_path], task.version, cfg.to_dict())
         if not force and is_fresh(path, key):
             on_event("cached", sub.name, task_name, "")
             outcomes.append(CellOutcome(sub.name, task_name, "cached"))
@@ -111,11 +119,11 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
         on_event("start", sub.name, task_name, "")
         start = time.time()
         try:
-            if loaded is None:
+            if loaded_path != model_path:
                 from benchmark.models import load_model
 
                 on_event("stage", sub.name, task_name, "loading model")
-                loaded = load_model(sub.model_path)
+                loaded, loaded_path = load_model(model_path), model_path
             result = _run_cell(loaded, task, cfg, lambda s: on_event("stage", sub.name, task_name, s))
         except SubmissionError as err:
             message = str(err)

@@ -9,6 +9,12 @@ and, optionally, the tasks to run::
     model = "model"                # folder, relative to this file's folder, or absolute
     tasks = ["rhymes"]             # optional; default: every task
 
+or, with one model per task (the tasks default to the table's keys)::
+
+    [model]
+    rhymes = "model-rhymes"
+    chess-mate = "model-chess-mate"
+
 The reference baselines use the same format (with a ``[reference]`` table naming their
 training variant and seed).
 """
@@ -32,7 +38,7 @@ class Submission:
 
     name: str
     folder: Path  # the submission's own folder (where submission.toml lives)
-    model_path: Path
+    models: dict[str, Path]  # task -> model folder; key "*" is the model for every task
     description: str = ""
     authors: list[str] = field(default_factory=list)
     tasks: list[str] | None = None
@@ -41,6 +47,10 @@ class Submission:
     @property
     def is_reference(self) -> bool:
         return self.reference is not None
+
+    def model_for(self, task: str) -> Path:
+        """The model folder that answers ``task``."""
+        return self.models.get(task) or self.models["*"]
 
 
 def read_submission(folder: Path) -> Submission:
@@ -64,8 +74,15 @@ def read_submission(folder: Path) -> Submission:
         raise SubmissionError(f"{path}: name must be 1-64 letters, digits, '.', '_' or '-' "
                               f"(starting with a letter or digit), got {name!r}")
     model = data.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise SubmissionError(f"{path}: 'model' must name the model folder")
+    if isinstance(model, str) and model.strip():
+        model = {"*": model}
+    elif not (isinstance(model, dict) and model
+              and all(isinstance(v, str) and v.strip() for v in model.values())):
+        raise SubmissionError(f"{path}: 'model' must name the model folder (or be a table "
+                              "of task = folder)")
+    bad = sorted(set(model) - set(task_names()) - {"*"})
+    if bad:
+        raise SubmissionError(f"{path}: the model table names unknown tasks {bad}; known: {task_names()}")
     description = data.get("description", "")
     authors = data.get("authors", [])
     if not isinstance(description, str):
@@ -82,8 +99,13 @@ def read_submission(folder: Path) -> Submission:
     reference = data.get("reference")
     if reference is not None and not isinstance(reference, dict):
         raise SubmissionError(f"{path}: 'reference' must be a table")
-    model_path = Path(model) if Path(model).is_absolute() else Path(folder) / model
-    return Submission(name=name, folder=Path(folder), model_path=model_path,
+    if tasks is None and "*" not in model:
+        tasks = sorted(model)
+    missing = [t for t in tasks or () if t not in model and "*" not in model]
+    if missing:
+        raise SubmissionError(f"{path}: no model for tasks {missing}")
+    models = {task: Path(m) if Path(m).is_absolute() else Path(folder) / m for task, m in model.items()}
+    return Submission(name=name, folder=Path(folder), models=models,
                       description=description, authors=authors, tasks=tasks, reference=reference)
 
 
@@ -92,11 +114,14 @@ def find_submissions(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob("*/submission.toml"))
 
 
-def write_submission_toml(folder: Path, name: str, description: str, model: str = "model",
-                          reference: dict | None = None) -> None:
-    """Write a submission.toml (used for the reference baselines the harness trains)."""
-    lines = [f'name = "{name}"', f'description = "{description}"',
-             'authors = ["mesabench"]', f'model = "{model}"']
+def write_submission_toml(folder: Path, name: str, description: str,
+                          models: dict[str, str] | None = None, reference: dict | None = None) -> None:
+    """Write a submission.toml: one model folder ("model"), or one per task (``models``)."""
+    lines = [f'name = "{name}"', f'description = "{description}"', 'authors = ["mesabench"]']
+    if models is None:
+        lines.append('model = "model"')
+    else:
+        lines += ["", "[model]"] + [f'{task} = "{folder_name}"' for task, folder_name in models.items()]
     if reference:
         lines.append("\n[reference]")
         lines += [f'{k} = {v!r}'.replace("'", '"') for k, v in reference.items()]

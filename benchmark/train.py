@@ -1,4 +1,5 @@
-"""Training the reference baselines: one GPT-2 per (variant, seed) on a mixture of all tasks.
+"""Training the reference baselines: a GPT-2 per (variant, seed, task); a config may also
+list several tasks, which are then mixed batch by batch.
 
 Every variant sees the same data (drawn with `DATA_SEED`, whatever the model seed), the
 same architecture and the same number of steps and tokens; only the loss differs
@@ -22,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from benchmark.models import new_gpt2, pick_device, word_tokenizer
+from benchmark.models import encode_examples, new_gpt2, pick_device, word_tokenizer
 
 DATA_SEED = 0
 
@@ -39,9 +40,9 @@ class TrainConfig:
     n_embd: int = 128
     n_head: int = 4
     n_positions: int = 128
-    steps: int = 3000
-    batch_size: int = 32
-    lr: float = 2e-3
+    steps: int | None = None  # None: one pass over the training data
+    batch_size: int = 16
+    lr: float = 3e-3
     warmup: int = 100
     weight_decay: float = 0.01
     stunt: dict = field(default_factory=dict)  # overrides of benchmark.stunting.StuntConfig
@@ -70,26 +71,6 @@ def build_vocabulary(task_names: tuple[str, ...]) -> list[str]:
     return list(vocab)
 
 
-def encode_examples(tokenizer, examples: list[dict]) -> list[dict]:
-    """Token ids of prompt + completion + EOS, with the loss and decision positions."""
-    out = []
-    for ex in examples:
-        text = ex["prompt"] + ex["completion"]
-        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-        ids = enc["input_ids"] + [tokenizer.eos_token_id]
-        starts = [s for s, _ in enc["offset_mapping"]]
-        n_prompt = sum(1 for s in starts if s < len(ex["prompt"]))
-        # Position t predicts token t+1: count predictions of completion tokens and EOS.
-        loss_pos = list(range(n_prompt - 1, len(ids) - 1))
-        decision_pos = []
-        for d in ex["decisions"]:
-            before = [i for i, s in enumerate(starts) if s < d["offset"]]
-            if before:
-                decision_pos.append(before[-1])
-        out.append({"ids": ids, "loss": loss_pos, "decisions": decision_pos})
-    return out
-
-
 def collate(items: list[dict], pad_id: int, device: torch.device) -> Batch:
     """Right-pad a list of encoded examples into a `Batch`."""
     width = max(len(it["ids"]) for it in items)
@@ -113,20 +94,30 @@ def training_data(cfg: TrainConfig, tokenizer) -> dict[str, list[dict]]:
     for name in cfg.tasks:
         task = get_task(name)
         n_train = task.sizes[cfg.size][0]
-        data[name] = encode_examples(tokenizer, list(task.generate("train", n_train, DATA_SEED)))
+        data[name] = encode_examples(tokenizer, list(task.generate("train", n_train, DATA_SEED)), add_eos=True)
     return data
+
+
+def n_steps(data: dict[str, list[dict]], cfg: TrainConfig) -> int:
+    """The configured steps, or one pass over the training data."""
+    return cfg.steps if cfg.steps is not None else max(1, sum(map(len, data.values())) // cfg.batch_size)
 
 
 def batch_schedule(data: dict[str, list[dict]], cfg: TrainConfig) -> list[tuple[str, list[int]]]:
     """Which task and which examples each step uses: one task per batch (so lengths are
-    alike and padding is small), tasks drawn in proportion to their data, examples in
-    shuffled epochs. Deterministic for the model seed."""
+    alike and padding is small), examples in shuffled epochs. Deterministic for the model
+    seed.
+
+    Each task gets an equal share of the compute, not of the steps: a task is drawn with
+    probability inversely proportional to its mean sequence length. (A chess puzzle is
+    five times longer than a couplet; drawing by data size spent most of a short budget
+    on the one task a small model barely learns.)"""
     rng = random.Random(cfg.seed)
     names = list(data)
-    weights = [len(data[n]) for n in names]
+    weights = [len(data[n]) / sum(len(it["ids"]) for it in data[n]) for n in names]
     orders = {n: [] for n in names}
     schedule = []
-    for _ in range(cfg.steps):
+    for _ in range(n_steps(data, cfg)):
         name = rng.choices(names, weights)[0]
         if len(orders[name]) < cfg.batch_size:
             fresh = list(range(len(data[name])))
@@ -137,11 +128,12 @@ def batch_schedule(data: dict[str, list[dict]], cfg: TrainConfig) -> list[tuple[
     return schedule
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to a tenth."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+def learning_rate(step: int, steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up (at most a fifth of the steps), then cosine decay to a tenth."""
+    warmup = max(1, min(cfg.warmup, steps // 5))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -171,10 +163,11 @@ def train_reference(
     log: list[dict] = []
     start = time.time()
     model.train()
+    steps = n_steps(data, cfg)
     for step, (name, idx) in enumerate(batch_schedule(data, cfg)):
         batch = collate([data[name][i] for i in idx], tokenizer.pad_token_id, device)
         for group in opt.param_groups:
-            group["lr"] = learning_rate(step, cfg)
+            group["lr"] = learning_rate(step, steps, cfg)
         loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
                                     batch.loss_mask, stunt, decision_mask=batch.decision_mask)
         if not torch.isfinite(loss):
@@ -183,14 +176,14 @@ def train_reference(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 50 == 0 or step == cfg.steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             log.append({"step": step, "task": name, "loss": round(loss.item(), 5),
                         **{k: round(float(v), 5) for k, v in stats.items()}})
         if progress:
-            progress(step + 1, cfg.steps, loss.item())
+            progress(step + 1, steps, loss.item())
     seconds = time.time() - start
     return save_reference(model, tokenizer, cfg, out_dir, {"seconds": round(seconds, 1), "log": log,
-                          "tokens_seen": cfg.steps * cfg.batch_size})
+                          "steps": steps, "sequences_seen": steps * cfg.batch_size})
 
 
 def save_reference(model, tokenizer, cfg: TrainConfig, out_dir: Path, info: dict) -> Path:

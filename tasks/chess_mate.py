@@ -51,6 +51,7 @@ from typing import Callable, Iterator
 
 import chess
 
+from benchmark.parallel import default_workers
 from tasks.base import CompleteFn, Task, cache_dir, make_example, split_of
 from tasks.chess_gen import canonical_fen, chunk_puzzles, reference_line, stockfish_path
 from tasks.chess_search import MateSolver, forces_mate, verify_line, verify_solution
@@ -323,7 +324,12 @@ class ChessMateTask(Task):
     description = "Mate in 1, 2 or 3: play the forced mate against the most stubborn defence."
     target_names = ("mate_move", "mate_square")
     max_new_tokens = 2
-    sizes = {"full": (20000, 600), "quick": (2000, 300)}
+    # The default run trains on 2,000 puzzles, one pass (a chess step costs four couplet
+    # steps, and the small reference barely learns chess on any budget this run can
+    # afford). `mesabench tasks generate chess-mate --split train --n 20000` makes a large set.
+    sizes = {"full": (2000, 500), "quick": (1000, 300)}
+    # A dev puzzle costs ten stream puzzles (dev is 10% of positions), so dev = test size.
+    dev_factor = 1
 
     def __init__(self, workers: int | None = None, engine: str | None = None,
                  progress: Callable[[int, int], None] | None = None, chunk_games: int = CHUNK_GAMES) -> None:
@@ -331,7 +337,7 @@ class ChessMateTask(Task):
         # engine: "python" (default, reproducible anywhere) or "stockfish" (if installed; a
         # different, cached separately, puzzle stream). progress(found, wanted) is called as
         # generation goes on, for a command line to show.
-        self.workers = workers or int(os.environ.get("MESABENCH_WORKERS", 0)) or min(2, os.cpu_count() or 1)
+        self.workers = workers or default_workers()
         self.engine = engine or os.environ.get("MESABENCH_CHESS_ENGINE", "python")
         if self.engine not in ("python", "stockfish"):
             raise ValueError(f"unknown chess engine {self.engine!r} (python or stockfish)")

@@ -6,6 +6,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# CLI tests run their jobs in this process (tests/test_parallel.py covers the worker pool).
+os.environ["MESABENCH_WORKERS"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)

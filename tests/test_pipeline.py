@@ -37,7 +37,7 @@ def test_training_writes_an_ordinary_model_folder(submission):
     model_dir = submission / "model"
     assert (model_dir / "model.safetensors").is_file()
     log = json.loads((model_dir / "train_log.json").read_text())
-    assert log["config"]["variant"] == "unstunted" and log["tokens_seen"] == 40 * 16
+    assert log["config"]["variant"] == "unstunted" and log["sequences_seen"] == 40 * 16
     losses = [row["loss"] for row in log["log"]]
     assert losses[-1] < losses[0]  # it learned something
 

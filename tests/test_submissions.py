@@ -17,6 +17,8 @@ from benchmark import runner
 from benchmark.evaluate import EvalConfig
 from benchmark.results import cell_path, read_cell, write_atomic, write_cell
 from benchmark.runner import evaluate_folder
+from benchmark.safety import SubmissionError
+from benchmark.submissions import read_submission
 
 # Small enough for a random-init 2 x 32 model to finish a cell in about a second, large
 # enough that the probes (at least 20 decision rows) and the future lens still run.
@@ -262,7 +264,7 @@ def test_cli_one_bad_one_good(tmp_path, tiny_model_dir, monkeypatch):
     assert everything.exit_code == 0, everything.output
     assert read_cell(cell_path(results, "good", "rhymes"))["status"] == "ok"
     errors = [line for line in everything.output.splitlines() if "error" in line]
-    assert errors == [f"error bad / *: {CASES['pickle-only'][1]}: save the model with "
+    assert errors == [f"error bad / rhymes: {CASES['pickle-only'][1]}: save the model with "
                       "save_pretrained(..., safe_serialization=True) to get .safetensors"]
 
     named = CliRunner().invoke(cli.main, [*args[:1], "bad", *args[1:]])
@@ -426,3 +428,22 @@ def test_cli_survives_markup_in_an_error(tmp_path):
     res = CliRunner().invoke(cli.main, ["evaluate", "--task", "rhymes", "--submissions", str(subs),
                                         "--results", str(tmp_path / "results")])
     assert res.exception is None and "[/x]" in res.output
+
+
+def test_one_model_per_task(tmp_path, tiny_model_dir, monkeypatch):
+    """A [model] table gives each task its own folder; the tasks default to its keys, and
+    each cell is keyed by the hash of the model that answered it."""
+    folder = tmp_path / "subs" / "per-task"
+    shutil.copytree(tiny_model_dir, folder / "model-rhymes")
+    write_toml(folder, 'name = "per-task"\n[model]\nrhymes = "model-rhymes"\nconstrained = "nowhere"\n')
+    sub = read_submission(folder)
+    assert sub.tasks == ["constrained", "rhymes"]
+    assert sub.model_for("rhymes") == folder / "model-rhymes"
+    monkeypatch.setattr(runner, "_run_cell", fake_result)
+    out = evaluate_folder(folder, ["rhymes", "constrained"], TINY_EVAL, tmp_path / "results")
+    # The missing constrained model fails that cell alone, in one line.
+    assert [(o.task, o.status) for o in out] == [("rhymes", "ok"), ("constrained", "error")]
+    assert "nowhere" in out[1].detail
+    with pytest.raises(SubmissionError, match="unknown tasks"):
+        write_toml(folder, 'name = "x"\n[model]\npoetry = "model-rhymes"\n')
+        read_submission(folder)
