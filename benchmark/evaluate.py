@@ -185,8 +185,29 @@ def decision_rows(task, examples: list[dict], completions: list[str]) -> list[di
     return rows
 
 
+class StateCache:
+    """Hidden states at (text, offset) pairs, computed once per model: chess has two
+    targets at the same decision point, and the plan probes and the future lens probe the
+    same states."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.memo: dict[tuple[int, str, int], np.ndarray] = {}
+
+    def at(self, model: LoadedModel, texts: list[str], offsets: list[int]) -> np.ndarray:
+        """[L+1, N, H] states of ``model`` at each (text, offset)."""
+        keys = [(id(model), t, o) for t, o in zip(texts, offsets)]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.memo))
+        if missing:
+            acts = hidden_states_at(model, [k[1] for k in missing], [k[2] for k in missing],
+                                    self.batch_size)
+            for i, k in enumerate(missing):
+                self.memo[k] = acts[:, i]
+        return np.stack([self.memo[k] for k in keys], axis=1)
+
+
 def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[dict],
-                test_rows: list[dict], cfg: EvalConfig) -> dict:
+                test_rows: list[dict], cfg: EvalConfig, states: StateCache) -> dict:
     """Selectivity curves for every target name, reference and own target, with controls."""
     from benchmark import probes
 
@@ -198,9 +219,8 @@ def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[
             continue
         acts = {}
         for label, model in (("model", loaded), ("random-init", control)):
-            acts[label] = tuple(
-                hidden_states_at(model, [r["text"] for r in rows], [r["offset"] for r in rows],
-                                 cfg.batch_size) for rows in (tr, te))
+            acts[label] = tuple(states.at(model, [r["text"] for r in rows], [r["offset"] for r in rows])
+                                for rows in (tr, te))
         bow_train, bow_test = probes.bag_of_words_features(
             [r["prompt_text"] for r in tr], [r["prompt_text"] for r in te])
         out[name] = {}
@@ -225,10 +245,13 @@ def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[
 
 
 def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: list[dict],
-                       cfg: EvalConfig) -> dict:
+                       cfg: EvalConfig, states: StateCache) -> dict:
     """Future lens at the decision points, for the true text and the model's own output."""
     from benchmark import probes
 
+    # One row per decision point: several targets at one point add nothing here.
+    dev_rows, test_rows = (list({(r["text"], r["offset"]): r for r in rows}.values())
+                           for rows in (dev_rows, test_rows))
     rows = dev_rows + test_rows
     if len(dev_rows) < 20 or len(test_rows) < 20:
         return {}
@@ -236,7 +259,7 @@ def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: lis
     out = {}
     for source, text_key in (("reference", "text"), ("own", "own_text")):
         texts = [r[text_key] for r in rows]
-        acts = hidden_states_at(loaded, texts, [r["offset"] for r in rows], cfg.batch_size)
+        acts = states.at(loaded, texts, [r["offset"] for r in rows])
         current, future = [], []
         for start in range(0, len(rows), cfg.batch_size):
             chunk = slice(start, start + cfg.batch_size)
@@ -345,10 +368,11 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     control = random_init_like(loaded, seed=cfg.seed)
     dev_rows = decision_rows(task, dev, dev_out)
     test_rows = decision_rows(task, test, test_out)
-    metrics["plan_probe"] = plan_probes(loaded, control, task, dev_rows, test_rows, cfg)
+    states = StateCache(cfg.batch_size)
+    metrics["plan_probe"] = plan_probes(loaded, control, task, dev_rows, test_rows, cfg, states)
     lap("probes")
     progress("future lens")
-    metrics["future_lens"] = future_lens_curves(loaded, dev_rows, test_rows, cfg)
+    metrics["future_lens"] = future_lens_curves(loaded, dev_rows, test_rows, cfg, states)
     lap("future_lens")
 
     examples = [

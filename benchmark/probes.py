@@ -27,6 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from benchmark.stats import bootstrap_statistics
 
+RARE = "\x00rare"  # the pooled class of labels seen fewer than `min_count` times in training
 DIGITS = 4  # rounding in to_dict(): accuracies on <= ~10^4 examples need no more
 
 
@@ -87,6 +88,7 @@ def fit_probe(
     C: float = 1.0,
     max_iter: int = 200,
     tol: float = 1e-3,
+    min_count: int = 2,
 ) -> ProbeResult:
     """Fit a multinomial L2 logistic regression on train, score it on test.
 
@@ -107,6 +109,11 @@ def fit_probe(
     if classes.size == 1 or test_y.size == 0:
         predicted = np.full(test_y.size, majority)
     else:
+        # Labels seen once in training are pooled into one class the probe may predict but
+        # that never matches a test label: a linear probe cannot learn a class from one
+        # row, and a long tail of them (chess moves) made lbfgs 10x slower for nothing.
+        rare = np.isin(train_y, classes[counts < min_count])
+        fit_y = np.where(rare, RARE, train_y) if rare.any() and not rare.all() else train_y
         scaler = StandardScaler(with_mean=not sparse.issparse(train_X)).fit(train_X)
         # A bounded iteration count and a loose tolerance: hidden states are often nearly
         # separable, where lbfgs would otherwise creep on for many seconds to no effect.
@@ -116,7 +123,7 @@ def fit_probe(
             warnings.simplefilter("ignore", ConvergenceWarning)
             # Many classes with few rows each is the normal case for a probe, not a mistake.
             warnings.filterwarnings("ignore", message="The number of unique classes")
-            model.fit(scaler.transform(train_X), train_y)
+            model.fit(scaler.transform(train_X), fit_y)
         converged = bool(np.max(model.n_iter_) < max_iter)
         predicted = model.predict(scaler.transform(test_X)).astype(str)
 

@@ -96,7 +96,7 @@ class Task(ABC):
     # Generation budget for one model turn, in tokens of a word-level tokenizer.
     max_new_tokens: int = 16
     # Default sizes: (train, eval) examples, for the full and the quick run.
-    sizes: dict[str, tuple[int, int]] = {"full": (20000, 600), "quick": (4000, 300)}
+    sizes: dict[str, tuple[int, int]] = {"full": (20000, 600), "quick": (2000, 100)}
     # The dev split trains the probes and picks λ; it has this many times the test split's
     # examples. With ~4 rows per class (600 rows, 150 rhyme words) a probe is starved:
     # measured on rhymes, own-target probe accuracy 0.67 with 500 train rows, 0.80 with 2,000.
