@@ -34,8 +34,12 @@ def default_workers() -> int:
 
 def _one_thread() -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    # numpy/scipy's BLAS (the probes) too: two workers each running a 2-thread BLAS on two
+    # cores ran the probe fits four times slower than one thread each.
+    threadpool_limits(1)
 
 
 def _run_job(fn: Callable, job: Any, messages, init: Callable[[], None] | None) -> Any:

@@ -86,9 +86,9 @@ def fit_probe(
     test_y: Sequence,
     seed: int,
     C: float = 1.0,
-    max_iter: int = 200,
+    max_iter: int = 100,
     tol: float = 1e-3,
-    min_count: int = 2,
+    min_count: int = 3,
 ) -> ProbeResult:
     """Fit a multinomial L2 logistic regression on train, score it on test.
 
@@ -109,9 +109,10 @@ def fit_probe(
     if classes.size == 1 or test_y.size == 0:
         predicted = np.full(test_y.size, majority)
     else:
-        # Labels seen once in training are pooled into one class the probe may predict but
-        # that never matches a test label: a linear probe cannot learn a class from one
-        # row, and a long tail of them (chess moves) made lbfgs 10x slower for nothing.
+        # Labels seen fewer than `min_count` times in training are pooled into one class
+        # the probe may predict but that never matches a test label: a linear probe cannot
+        # learn a class from a row or two, and a long tail of them (chess moves, words)
+        # made lbfgs 10x slower for nothing.
         rare = np.isin(train_y, classes[counts < min_count])
         fit_y = np.where(rare, RARE, train_y) if rare.any() and not rare.all() else train_y
         scaler = StandardScaler(with_mean=not sparse.issparse(train_X)).fit(train_X)

@@ -578,7 +578,7 @@ class ConstrainedTask(Task):
     target_names = ("end_word", "slot_word")
     max_new_tokens = MAX_WORDS + 2
     # Full training set sized to the default run's budget (one pass: 625 steps of 16).
-    sizes = {"full": (10000, 600), "quick": (2000, 100)}
+    sizes = {"full": (10000, 500), "quick": (2000, 100)}
     # Eval splits avoid repeating a prompt until this many draws in a row hit a seen one
     # (the counts family has under 200 prompts in all, about 20 in each eval split).
     max_repeat_misses = 200

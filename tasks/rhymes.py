@@ -117,7 +117,7 @@ class RhymesTask(Task):
     description = "Rhyming couplets: line 2's early words depend on the rhyme word that ends it."
     target_names = ("rhyme_word",)
     max_new_tokens = 10
-    sizes = {"full": (24000, 600), "quick": (3000, 100)}  # (train, per eval split)
+    sizes = {"full": (24000, 500), "quick": (3000, 100)}  # (train, per eval split)
     dead_end_share = 0.25
     prose_share = 0.25  # of training items only
 
