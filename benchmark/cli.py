@@ -21,6 +21,33 @@ err_console = Console(stderr=True)
 
 SUBMISSIONS = Path("submissions")
 RESULTS = Path("results")
+LEADERBOARD = Path("leaderboard.md")
+# A smoke run (--quick) keeps its references, results and leaderboard apart, so it never
+# overwrites the models or numbers of a full run.
+QUICK = Path("runs") / "quick"
+
+
+def _workspace(quick: bool, submissions: Path = SUBMISSIONS, references: Path | None = None,
+               results: Path | None = None, out: Path | None = None) -> tuple[Path, Path, Path]:
+    """Where the references, results and leaderboard of a full or a quick run live."""
+    if quick:
+        return (references or QUICK / "references", results or QUICK / "results",
+                out or QUICK / "leaderboard.md")
+    return references or submissions, results or RESULTS, out or LEADERBOARD
+
+
+def _submission_dirs(submissions: Path, references: Path) -> list[Path]:
+    return [submissions] if references == submissions else [submissions, references]
+
+
+def path_option(name: str, help: str):
+    return click.option(name, type=click.Path(path_type=Path), default=None, help=help)
+
+
+REFERENCES_HELP = "Where reference baselines are written [default: submissions/; runs/quick/references with --quick]."
+RESULTS_HELP = "Result files [default: results/; runs/quick/results with --quick]."
+OUT_HELP = "The leaderboard file [default: leaderboard.md; runs/quick/leaderboard.md with --quick]."
+SUBMISSIONS_HELP = "Folder of submissions [default: submissions/]."
 
 
 def _quiet_libraries() -> None:
@@ -212,11 +239,13 @@ def baselines() -> None:
               help="Variants to train (default: all five).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the profile's).")
 @click.option("--quick", is_flag=True, help="Small data and few steps: a smoke run.")
-@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
+@path_option("--references", REFERENCES_HELP)
 @workers_option
-def baselines_train(task_names, variants, seeds, quick, submissions, workers) -> None:
-    """Train reference models into submissions/ref-<variant>-s<seed>/ (resumable)."""
-    _train(tuple(_all_tasks(task_names)), variants, seeds, quick, submissions, workers)
+def baselines_train(task_names, variants, seeds, quick, references, workers) -> None:
+    """Train reference models into submissions/ref-<variant>-s<seed>/, one model folder per
+    task (resumable: a model trained with the same config is skipped)."""
+    references, _, _ = _workspace(quick, SUBMISSIONS, references)
+    _train(tuple(_all_tasks(task_names)), variants, seeds, quick, references, workers)
 
 
 def _train(task_names, variants, seeds, quick: bool, submissions: Path, workers: int) -> list[str]:
@@ -251,16 +280,18 @@ def _train(task_names, variants, seeds, quick: bool, submissions: Path, workers:
 @main.command()
 @click.argument("submission", nargs=-1)
 @click.option("--task", "task_names", multiple=True, help="Tasks to evaluate (default: all).")
-@click.option("--quick", is_flag=True, help="Smaller evaluation sets.")
+@click.option("--quick", is_flag=True, help="Smaller evaluation sets (results in runs/quick/).")
 @click.option("--force", is_flag=True, help="Recompute cells even when cached.")
 @click.option("--shard", default="0/1", show_default=True,
               help="I/N: evaluate only every N-th submission starting at I (spread a run over "
                    "machines with your scheduler; results merge by file).")
-@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
-@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, help=SUBMISSIONS_HELP)
+@path_option("--references", REFERENCES_HELP)
+@path_option("--results", RESULTS_HELP)
 @workers_option
-def evaluate(submission, task_names, quick, force, shard, submissions, results, workers) -> None:
-    """Evaluate SUBMISSION(s) (names under submissions/ or folders; default: all).
+def evaluate(submission, task_names, quick, force, shard, submissions, references, results, workers) -> None:
+    """Evaluate SUBMISSION(s) (names under submissions/ or folders; default: all, and the
+    reference baselines).
 
     Finished cells are cached by model hash, task version and config; a failing
     submission gets one error line and the others still run. Exits non-zero if any
@@ -271,13 +302,14 @@ def evaluate(submission, task_names, quick, force, shard, submissions, results, 
         assert 0 <= index < count
     except (ValueError, AssertionError):
         raise click.BadParameter(f"--shard must be I/N with 0 <= I < N, got {shard!r}") from None
-    failed = _evaluate(submission, tuple(_all_tasks(task_names)), quick, force, submissions,
-                       results, workers, (index, count))
+    references, results, _ = _workspace(quick, submissions, references, results)
+    failed = _evaluate(submission, tuple(_all_tasks(task_names)), quick, force,
+                       _submission_dirs(submissions, references), results, workers, (index, count))
     if submission and failed:
         sys.exit(1)
 
 
-def _evaluate(submission, task_names, quick, force, submissions: Path, results: Path,
+def _evaluate(submission, task_names, quick, force, submission_dirs: list[Path], results: Path,
               workers: int, shard: tuple[int, int] = (0, 1)) -> list[str]:
     _quiet_libraries()
     from benchmark.evaluate import EvalConfig
@@ -285,8 +317,14 @@ def _evaluate(submission, task_names, quick, force, submissions: Path, results: 
     from benchmark.runner import evaluate_job
     from benchmark.submissions import find_submissions
 
-    folders = [(Path(s) if Path(s).is_dir() and (Path(s) / "submission.toml").exists()
-                else submissions / s) for s in submission] or find_submissions(submissions)
+    def locate(name: str) -> Path:
+        if (Path(name) / "submission.toml").exists():
+            return Path(name)
+        found = [d / name for d in submission_dirs if (d / name / "submission.toml").exists()]
+        return found[0] if found else submission_dirs[0] / name  # missing: one error line
+
+    folders = ([locate(s) for s in submission]
+               or [f for d in submission_dirs for f in find_submissions(d)])
     folders = folders[shard[0]::shard[1]]
     cfg = EvalConfig(size="quick" if quick else "full")
     failed = []
@@ -328,18 +366,22 @@ def _evaluate(submission, task_names, quick, force, submissions: Path, results: 
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True)
-@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
-@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True)
-def leaderboard(out: Path, results: Path, submissions: Path) -> None:
+@click.option("--quick", is_flag=True, help="The quick run's leaderboard (runs/quick/).")
+@path_option("--out", OUT_HELP)
+@path_option("--results", RESULTS_HELP)
+@click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, help=SUBMISSIONS_HELP)
+@path_option("--references", REFERENCES_HELP)
+def leaderboard(quick: bool, out: Path | None, results: Path | None, submissions: Path,
+                references: Path | None) -> None:
     """Write leaderboard.md (and its plots) from the stored result files only."""
-    _leaderboard(out, results, submissions)
+    references, results, out = _workspace(quick, submissions, references, results, out)
+    _leaderboard(out, results, _submission_dirs(submissions, references))
 
 
-def _leaderboard(out: Path, results: Path, submissions: Path) -> None:
+def _leaderboard(out: Path, results: Path, submission_dirs: list[Path]) -> None:
     from benchmark.report import write_leaderboard
 
-    rows = write_leaderboard(results, out, submissions)
+    rows = write_leaderboard(results, out, submission_dirs)
     console.print(f"wrote {out} ({rows} rows)")
 
 
@@ -349,41 +391,47 @@ def _leaderboard(out: Path, results: Path, submissions: Path) -> None:
 def run_options(command):
     """The options `experiment` and `run` share."""
     for option in reversed([
-        click.option("--quick", is_flag=True, help="One seed, small data, few steps: a smoke run (minutes)."),
+        click.option("--quick", is_flag=True, help="One seed, small data, few steps: a smoke run "
+                                                   "(minutes), kept apart in runs/quick/."),
         click.option("--task", "task_names", multiple=True, help="Tasks (default: all)."),
-        click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS, show_default=True),
-        click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True),
-        click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True),
+        click.option("--submissions", type=click.Path(path_type=Path), default=SUBMISSIONS,
+                     help=SUBMISSIONS_HELP),
+        path_option("--references", REFERENCES_HELP),
+        path_option("--results", RESULTS_HELP),
+        path_option("--out", OUT_HELP),
         workers_option,
     ]):
         command = option(command)
     return command
 
 
+def _run(quick: bool, task_names, submissions: Path, references, results, out, workers: int,
+         only_references: bool) -> None:
+    names = tuple(_all_tasks(task_names))
+    references, results, out = _workspace(quick, submissions, references, results, out)
+    start = time.time()
+    trained = _train(names, (), (), quick, references, workers)
+    dirs = _submission_dirs(submissions, references)
+    chosen = tuple(str(references / n) for n in trained) if only_references else ()
+    _evaluate(chosen, names, quick, False, dirs, results, workers)
+    _leaderboard(out, results, dirs)
+    console.print(f"done in {time.time() - start:.0f}s")
+
+
 @main.command()
 @run_options
-def experiment(quick: bool, task_names, submissions: Path, results: Path, out: Path, workers: int) -> None:
+def experiment(quick: bool, task_names, submissions: Path, references, results, out, workers: int) -> None:
     """The headline experiment alone: train every reference variant and seed, evaluate
     them (and the random-init control), write the leaderboard. Resumable."""
-    names = tuple(_all_tasks(task_names))
-    start = time.time()
-    trained = _train(names, (), (), quick, submissions, workers)
-    _evaluate(tuple(str(submissions / n) for n in trained), names, quick, False, submissions, results, workers)
-    _leaderboard(out, results, submissions)
-    console.print(f"done in {time.time() - start:.0f}s")
+    _run(quick, task_names, submissions, references, results, out, workers, only_references=True)
 
 
 @main.command()
 @run_options
-def run(quick: bool, task_names, submissions: Path, results: Path, out: Path, workers: int) -> None:
+def run(quick: bool, task_names, submissions: Path, references, results, out, workers: int) -> None:
     """Everything on embedded defaults: train the baselines (every variant and seed of the
     profile), evaluate every submission, write the leaderboard. Resumable."""
-    names = tuple(_all_tasks(task_names))
-    start = time.time()
-    _train(names, (), (), quick, submissions, workers)
-    _evaluate((), names, quick, False, submissions, results, workers)
-    _leaderboard(out, results, submissions)
-    console.print(f"done in {time.time() - start:.0f}s")
+    _run(quick, task_names, submissions, references, results, out, workers, only_references=False)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def _stale(cell: dict, current_hashes: dict[tuple[str, str], str | None]) -> boo
     return bool(now and key.get("model_hash") and key["model_hash"] != now)
 
 
-def _current_hashes(submissions_dir: Path, names: set[str]) -> dict[tuple[str, str], str | None]:
+def _current_hashes(submission_dirs: list[Path], names: set[str]) -> dict[tuple[str, str], str | None]:
     """The model hash each (submission, task) has now (file hashing only; no model is loaded).
 
     Submissions are matched by the name in their submission.toml, not by folder name."""
@@ -102,7 +102,7 @@ def _current_hashes(submissions_dir: Path, names: set[str]) -> dict[tuple[str, s
 
     out: dict[tuple[str, str], str | None] = {}
     by_path: dict[Path, str] = {}  # a model shared by every task is hashed once
-    for folder in find_submissions(submissions_dir):
+    for folder in [f for d in submission_dirs for f in find_submissions(d)]:
         try:
             sub = read_submission(folder)
         except (SubmissionError, OSError):
@@ -164,6 +164,10 @@ def headline_section(cells: list[dict], task_order: list[str], plot_dir: Path, m
             not in (None, "random-init")]
     if not refs:
         return ["No reference baselines evaluated yet: run `mesabench baselines train` then `mesabench evaluate`."]
+    # Never pool a smoke run with a full one: the full profile wins when both are there.
+    profiles = {c["reference"].get("profile") for c in refs}
+    profile = "full" if "full" in profiles else sorted(map(str, profiles))[0]
+    refs = [c for c in refs if str(c["reference"].get("profile")) == profile]
     variants = list(dict.fromkeys(v for v in ("unstunted", "myopic", "stunted-skip",
                                                "stunted-penalty", "stunted-balance")
                                   if any(c["reference"]["variant"] == v for c in refs)))
@@ -174,7 +178,9 @@ def headline_section(cells: list[dict], task_order: list[str], plot_dir: Path, m
         "gain, all positions (nats)": lambda c: ((c["metrics"]["amplification_gain"] or {}).get("all") or {}).get("value"),
         "selectivity (cross-fitted)": lambda c: (selectivity_ci(c) or {}).get("value"),
     }
-    out = ["Each figure is the mean over seeds with a 95% t-interval over seeds; the seeds "
+    out = [f"Reference baselines of the **{profile}** profile"
+           + (" (a smoke run: too little training for the numbers to mean anything)" if profile == "quick" else "")
+           + ". Each figure is the mean over seeds with a 95% t-interval over seeds; the seeds "
            "are listed. Per-seed figures, with their intervals over examples, are in the "
            "per-task sections.", ""]
     summary: dict = defaultdict(dict)
@@ -427,8 +433,11 @@ def _save(fig, plt, path: Path) -> Path:
 # ---------------------------------------------------------------------- the page
 
 
-def write_leaderboard(results_dir: Path, out: Path, submissions_dir: Path = Path("submissions")) -> int:
-    """Write the leaderboard (and plots beside it) from the result files; returns row count."""
+def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list[Path] = Path("submissions")) -> int:
+    """Write the leaderboard (and plots beside it) from the result files; returns row count.
+    ``submission_dirs`` are searched for the current model hashes (to mark stale rows)."""
+    if isinstance(submission_dirs, Path):
+        submission_dirs = [submission_dirs]
     from benchmark.results import write_atomic
 
     cells = load_all(results_dir)
@@ -441,7 +450,7 @@ def write_leaderboard(results_dir: Path, out: Path, submissions_dir: Path = Path
     from tasks import task_names
 
     order = [t for t in task_names() if any(t in cs for cs in by_sub.values())]
-    hashes = _current_hashes(submissions_dir, set(by_sub))
+    hashes = _current_hashes(submission_dirs, set(by_sub))
     stale = {c["submission"] for c in cells if c.get("status") == "ok" and _stale(c, hashes)}
     main_subs = {s: cs for s, cs in by_sub.items() if not re.search(r"^ref-.*-s[1-9]\d*$", s)}
     versions = next((c["versions"] for c in cells if c.get("versions")), library_versions())

@@ -258,7 +258,7 @@ def test_cli_one_bad_one_good(tmp_path, tiny_model_dir, monkeypatch):
     with_model(subs / "good", tiny_model_dir)
     build_pickle_only(subs / "bad", tiny_model_dir)
     args = ["evaluate", "--task", "rhymes", "--quick", "--submissions", str(subs),
-            "--results", str(results)]
+            "--references", str(subs), "--results", str(results)]
 
     everything = CliRunner().invoke(cli.main, args)
     assert everything.exit_code == 0, everything.output
