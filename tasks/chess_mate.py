@@ -320,7 +320,12 @@ def random_mover(seed: int) -> CompleteFn:
 
 class ChessMateTask(Task):
     name = "chess-mate"
-    version = "1"
+    # version: the task as scored (bumped when evaluation changes: v2 adds the real puzzles
+    # and the random-legal-move baseline to every cell); data_version: the generated puzzles
+    # (names the cache, so a scoring change does not regenerate them).
+    version = "2"
+    data_version = "1"
+    extra_success_splits = ("real",)
     description = "Mate in 1, 2 or 3: play the forced mate against the most stubborn defence."
     target_names = ("mate_move", "mate_square")
     max_new_tokens = 2
@@ -347,6 +352,10 @@ class ChessMateTask(Task):
         self.chunk_games = chunk_games  # any value gives the same puzzles; small ones suit tests
 
     # -- data ---------------------------------------------------------------------------
+    def baseline_solvers(self, seed: int) -> dict[str, CompleteFn]:
+        """A random legal move at every turn: the floor a model's success must beat."""
+        return {"random-legal-move": random_mover(seed)}
+
     def generate(self, split: str, n: int, seed: int):
         """``n`` puzzles of ``split``: train/dev/test generated (mix of N by ``MIX``), or
         "real" for the shipped Lichess sample (all of it when ``n`` exceeds its size)."""
@@ -356,7 +365,7 @@ class ChessMateTask(Task):
             return datasets.Dataset.from_list(_real_examples()[:n])
         if split not in ("train", "dev", "test"):
             raise ValueError(f"unknown split {split!r} (train, dev, test or real)")
-        folder = cache_dir() / f"chess-mate-v{self.version}-{self.engine}-seed{seed}-{split}-{n}"
+        folder = cache_dir() / f"chess-mate-v{self.data_version}-{self.engine}-seed{seed}-{split}-{n}"
         if folder.exists():
             return datasets.load_from_disk(str(folder))
         dataset = datasets.Dataset.from_list(self.generated_examples(split, n, seed))
@@ -411,7 +420,7 @@ class ChessMateTask(Task):
 
     def stream_folder(self, seed: int) -> Path:
         """Where the chunks of a seed's puzzle stream are cached."""
-        return cache_dir() / f"chess-mate-v{self.version}-{self.engine}-seed{seed}-stream"
+        return cache_dir() / f"chess-mate-v{self.data_version}-{self.engine}-seed{seed}-stream"
 
     def vocabulary(self) -> list[str]:
         return vocabulary()
