@@ -5,8 +5,9 @@
 1. beam_search on N prefixes (lengths 8..48) vs generate(num_beams=W, num_return_sequences=W)
    one prefix at a time, and batched generate; checks that the beams are the same. Rounds
    interleave the three so that a change in machine load hits them alike.
-2. amplified_scores at every position of an 8 × 64 batch: the tree engine vs re-running a
-   beam search from every prefix (method="prefix").
+2. amplified_scores at every position of an 8 × 64 batch (what evaluation and the stunted
+   training run): the tree engine vs re-running a beam search from every prefix
+   (method="prefix") and vs `generate` one prefix at a time, on a sample of the positions.
 Prints medians and ratios (numbers vary ~40% run to run on a shared machine).
 """
 
@@ -110,14 +111,25 @@ def main() -> None:
     B, T = 8, 64
     ids = torch.randint(1, 2000, (B, T), generator=g)
     n_pos = B * (T - 1)
-    print(f"\namplified_scores at all {n_pos} positions of a {B} x {T} batch")
-    print(f"{'W':>2} {'D':>2} {'tree s':>8} {'prefix s':>9} {'x':>6}  beams identical")
-    for width, depth in [(4, 2), (8, 3)]:
+    print(f"\namplified_scores at all {n_pos} positions of a {B} x {T} batch (the evaluation's "
+          f"workload: every position is a prefix); `generate` one prefix at a time on a sample of "
+          f"{args.prefixes} of those positions")
+    print(f"{'W':>2} {'D':>2} {'tree ms/pos':>12} {'prefix ms/pos':>14} {'gen ms/pos':>11} {'x prefix':>9} "
+          f"{'x gen':>7}  beams identical")
+    sample = torch.randperm(n_pos, generator=g)[: args.prefixes].tolist()
+    for width, depth in [(4, 2), (4, 3), (8, 3)]:
         t_tree, tree = median_time(lambda: amplified_scores(model, ids, None, None, width, depth), args.repeats)
         t_pref, pref = median_time(lambda: amplified_scores(model, ids, None, None, width, depth, method="prefix"), 1)
         same = (tree["beam_tokens"] == pref["beam_tokens"]).all(-1).all(-1).sum().item()
-        print(f"{width:>2} {depth:>2} {t_tree:>8.3f} {t_pref:>9.3f} {t_pref / t_tree:>6.1f}  {same}/{n_pos}  "
-              f"({n_pos / t_tree:,.0f} positions/s with the tree)")
+        rows, ts = tree["rows"].tolist(), tree["ts"].tolist()
+        gen_prefixes = [ids[rows[i], : ts[i] + 1].tolist() for i in sample]
+        t_gen, gen = median_time(lambda: generate_one_by_one(model, gen_prefixes, width, depth), 1)
+        tree_tokens = tree["beam_tokens"].tolist()
+        same_gen = sum(sorted(tree_tokens[i]) == sorted(b) for i, b in zip(sample, gen))
+        per_tree, per_pref, per_gen = t_tree / n_pos, t_pref / n_pos, t_gen / len(sample)
+        print(f"{width:>2} {depth:>2} {1e3 * per_tree:>12.2f} {1e3 * per_pref:>14.2f} {1e3 * per_gen:>11.2f} "
+              f"{per_pref / per_tree:>9.1f} {per_gen / per_tree:>7.1f}  {same}/{n_pos} vs prefix, "
+              f"{same_gen}/{len(sample)} (as sets) vs generate")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ The steps, in order (each a function below):
    amplification gain with λ picked on dev, reported on test with a bootstrap interval;
 4. probes: hidden states at decision points, a linear probe per layer for the reference
    target and for the model's own greedy target, against three controls (embedding
-   layer, a random-init model of the same architecture, bag of words of the prompt);
-5. future lens: token t+k from the state at t, against a current-token control.
+   layer, a random-init model of the same architecture, bag of words of the prompt) and,
+   for the own target, a fourth: the first word the model's own continuation emits;
+5. future lens: token t+k from the state at t, against a current-token control (on the
+   model's own output, the control also sees its next token).
 
 Nothing here prints or writes files; `benchmark.runner` stores what this returns.
 """
@@ -144,19 +146,28 @@ def _gain_terms(items: list[dict], lam: float, decisions_only: bool) -> np.ndarr
     return np.array(out)
 
 
-def amplification_gain(dev: list[dict], test: list[dict], cfg: EvalConfig) -> dict:
-    """λ chosen on dev (all positions), gain reported on test with a bootstrap interval."""
+def _mean_ci(terms: np.ndarray, cfg: EvalConfig) -> dict | None:
+    if len(terms) == 0:
+        return None
+    mean, lo, hi = stats.bootstrap_mean(terms, seed=cfg.seed, n_boot=cfg.n_boot)
+    return {"value": round(mean, 5), "lo": round(lo, 5), "hi": round(hi, 5), "n": len(terms)}
+
+
+def amplification_gain(dev: list[dict], test: list[dict], cfg: EvalConfig,
+                       test_groups: list[str] | None = None) -> dict:
+    """λ chosen on dev (all positions), gain reported on test with a bootstrap interval:
+    at all completion positions, at decision positions, and (given the test examples'
+    groups) at all positions per group, with the same λ."""
     dev_gain = {lam: float(np.mean(_gain_terms(dev, lam, False))) for lam in cfg.lambdas}
     best = max(cfg.lambdas, key=lambda lam: (round(dev_gain[lam], 12), -lam))
     out = {"lambda": best, "dev_gain_by_lambda": {str(k): round(v, 5) for k, v in dev_gain.items()}}
     for label, only in (("all", False), ("decisions", True)):
-        terms = _gain_terms(test, best, only)
-        if len(terms) == 0:
-            out[label] = None
-            continue
-        mean, lo, hi = stats.bootstrap_mean(terms, seed=cfg.seed, n_boot=cfg.n_boot)
-        out[label] = {"value": round(mean, 5), "lo": round(lo, 5), "hi": round(hi, 5),
-                      "n": len(terms)}
+        out[label] = _mean_ci(_gain_terms(test, best, only), cfg)
+    if test_groups is not None:
+        out["groups"] = {
+            g: _mean_ci(_gain_terms([it for it, h in zip(test, test_groups) if h == g], best, False), cfg)
+            for g in sorted(set(test_groups))
+        }
     return out
 
 
@@ -172,6 +183,11 @@ def task_loss(items: list[dict], cfg: EvalConfig) -> dict:
 # --------------------------------------------------------------------------------------
 
 
+def _first_word(text: str) -> str:
+    words = text.split()
+    return words[0] if words else "<none>"
+
+
 def decision_rows(task, examples: list[dict], completions: list[str]) -> list[dict]:
     """One row per (example, decision): the text, the offset and both targets."""
     rows = []
@@ -180,6 +196,8 @@ def decision_rows(task, examples: list[dict], completions: list[str]) -> list[di
             rows.append({"text": ex["prompt"] + ex["completion"], "offset": d["offset"],
                          "name": d["name"], "reference": d["target"],
                          "own": task.target_from_completion(ex, comp, d["name"]) or "<none>",
+                         "own_next": _first_word(comp),
+                         "group": str(_meta(ex).get("group", "all")),
                          "prompt_text": (ex["prompt"] + ex["completion"])[: d["offset"]],
                          "own_text": ex["prompt"] + comp, "prompt_len": len(ex["prompt"])})
     return rows
@@ -234,13 +252,44 @@ def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[
                                                    acts["random-init"][1], y_te, cfg.seed),
                 "bag-of-words": probes.fit_probe(bow_train, y_tr, bow_test, y_te, cfg.seed),
             }
+            if target == "own":
+                # What the model says next is a readout of the state we probe; a model that
+                # picks only its next word and lets the rest follow from it (a random model
+                # repeating one word) must score 0, so plan = beyond its next word.
+                next_tr, next_te = probes.one_hot_features([r["own_next"] for r in tr],
+                                                           [r["own_next"] for r in te])
+                controls["own-next-word"] = probes.fit_probe(next_tr, y_tr, next_te, y_te, cfg.seed)
             sel = probes.selectivity(layers, controls, seed=cfg.seed, n_boot=cfg.n_boot)
             out[name][target] = {
                 **sel.to_dict(),
                 "layers": [r.to_dict() for r in layers],
                 "n_train": len(tr),
                 "n_classes": len(set(y_tr)),
+                "groups": _selectivity_by_group(layers, controls, [r["group"] for r in te], cfg),
             }
+    return out
+
+
+def _selectivity_by_group(layers: list, controls: dict, groups: list[str], cfg: EvalConfig) -> dict:
+    """The same probes (trained on every group) scored on each group's test rows alone;
+    groups with fewer than 20 test rows are left out (no meaningful interval)."""
+    from benchmark import probes
+
+    out = {}
+    for g in sorted(set(groups)):
+        rows = np.flatnonzero(np.array(groups) == g)
+        if rows.size < 20:
+            continue
+
+        def on_group(probe):  # a probe, or a per-layer list of them (random-init control)
+            if isinstance(probe, list):
+                return [probes.restrict(p, rows) for p in probe]
+            return probes.restrict(probe, rows)
+
+        sel = probes.selectivity(on_group(layers), {k: on_group(v) for k, v in controls.items()},
+                                 seed=cfg.seed, n_boot=cfg.n_boot).to_dict()
+        out[g] = {k: sel[k] for k in ("crossfit_selectivity", "crossfit_lo", "crossfit_hi",
+                                      "best_layer", "layer_accuracy", "control_accuracy", "n_test")}
     return out
 
 
@@ -267,9 +316,12 @@ def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: lis
             for i, r in enumerate(rows[chunk]):
                 t = token_index(offsets[i], mask[i], r["offset"])
                 n = int(mask[i].sum())  # right padding: real tokens are 0..n-1
-                current.append(int(ids[i, t]))
                 future.append([int(ids[i, t + k]) if t + k < n else -1
                                for k in range(1, cfg.future_k + 1)])
+                # On its own output the model's next token is a readout of the state at t
+                # (a model repeating one word "predicts" every later token): the control
+                # sees it too, so the curve measures what lies beyond it.
+                current.append([int(ids[i, t])] + ([future[-1][0]] if source == "own" else []))
         out[source] = probes.future_lens(acts, np.array(future), np.array(current), train_mask,
                                          seed=cfg.seed, n_boot=cfg.n_boot,
                                          max_rows=cfg.future_lens_rows)
@@ -314,14 +366,23 @@ def check_model_sanity(loaded: LoadedModel, examples: list[dict]) -> None:
         raise SubmissionError("the model returns NaN or infinite logits")
 
 
+_SPLITS: dict[tuple, tuple[list[dict], list[dict]]] = {}
+
+
 def eval_splits(task, cfg: EvalConfig) -> tuple[list[dict], list[dict]]:
     """The dev split (probe training, λ) and the test split of ``task`` for ``cfg``.
 
-    Call it once before evaluating on several processes, so a slow generator (chess) fills
-    its cache once instead of racing itself."""
+    Kept in memory for the life of the process: a worker evaluates several submissions on
+    the same splits (constrained takes ~3 s to generate them). Call it once before
+    evaluating on several processes, so a slow generator (chess) fills its disk cache once
+    instead of racing itself."""
     n_eval = cfg.n_eval or task.sizes[cfg.size][1]
-    dev = list(task.generate("dev", n_eval * task.dev_factor, cfg.seed))
-    return dev, list(task.generate("test", n_eval, cfg.seed))
+    key = (task.name, task.version, getattr(task, "data_version", None), n_eval, cfg.seed)
+    if key not in _SPLITS:
+        dev = list(task.generate("dev", n_eval * task.dev_factor, cfg.seed))
+        _SPLITS[key] = dev, list(task.generate("test", n_eval, cfg.seed))
+    dev, test = _SPLITS[key]
+    return list(dev), list(test)
 
 
 def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress = lambda s: None) -> dict:
@@ -361,7 +422,8 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     dev_scores = token_scores(loaded, dev[: cfg.max_amp_examples], cfg)
     test_scores = token_scores(loaded, test[: cfg.max_amp_examples], cfg)
     metrics["task_loss"] = task_loss(test_scores, cfg)
-    metrics["amplification_gain"] = amplification_gain(dev_scores, test_scores, cfg)
+    test_groups = [str(_meta(ex).get("group", "all")) for ex in test[: cfg.max_amp_examples]]
+    metrics["amplification_gain"] = amplification_gain(dev_scores, test_scores, cfg, test_groups)
     lap("amplification")
 
     progress("probes")

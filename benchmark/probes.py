@@ -141,6 +141,18 @@ def fit_probe(
     )
 
 
+def restrict(result: ProbeResult, rows: np.ndarray) -> ProbeResult:
+    """The same fitted probe, scored on a subset of its test examples (e.g. one group)."""
+    correct = result.correct[rows]
+    labels = result.test_labels[rows]
+    return ProbeResult(
+        accuracy=float(correct.mean()) if correct.size else math.nan,
+        majority_accuracy=math.nan,  # the train majority is not kept; not needed per group
+        correct=correct, predicted=result.predicted[rows], test_labels=labels,
+        n_train=result.n_train, n_classes=result.n_classes, converged=result.converged,
+    )
+
+
 def probe_layers(
     train_acts: np.ndarray,
     train_y: Sequence,
@@ -173,6 +185,21 @@ def bag_of_words_features(
     except ValueError:  # every train prompt is empty: the control knows nothing
         return sparse.csr_matrix((len(train_texts), 1)), sparse.csr_matrix((len(test_texts), 1))
     return X_train, vectorizer.transform(list(test_texts))
+
+
+def one_hot_features(
+    train_labels: Sequence, test_labels: Sequence
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """One-hot features of categorical values: [N] (one value per row) or [N, C] (each
+    column encoded on its own, then side by side). Categories come from train only; a
+    value unseen in training is all zeros. Used by controls that know a token or two."""
+    def columns(labels: Sequence) -> np.ndarray:
+        array = np.asarray(labels).astype(str)
+        return array[:, None] if array.ndim == 1 else array
+
+    train, test = columns(train_labels), columns(test_labels)
+    encoder = OneHotEncoder(handle_unknown="ignore").fit(train)
+    return encoder.transform(train), encoder.transform(test)
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,7 +379,9 @@ def future_lens(
 
     acts: [L, N, H], states at positions t. future_tokens: [N, K], column k-1 holds the
     token at t+k (ints or strings); entries equal to `beyond_end` (past the end of the
-    text) leave that row out for that k. current_tokens: [N], the token at t. train: a
+    text) leave that row out for that k. current_tokens: [N], the token at t, or [N, C]
+    with more columns the control may see (for a model's own output: its token at t+1,
+    which the state at t decides, so only what lies beyond it counts). train: a
     bool mask [N] of probe-train rows (the rest are test), or an array of train row
     indices. Train and test rows are each subsampled to at most `max_rows` per k.
 
@@ -365,7 +394,9 @@ def future_lens(
     future_tokens = np.asarray(future_tokens, dtype=object)
     if future_tokens.ndim != 2 or future_tokens.shape[0] != n_rows:
         raise ValueError("future_tokens must be [N, K] with N matching acts")
-    current = _labels(current_tokens)
+    current = np.asarray(current_tokens).astype(str)
+    if current.ndim not in (1, 2) or current.shape[0] != n_rows:
+        raise ValueError("current_tokens must be [N] or [N, C] with N matching acts")
     train = np.asarray(train)
     if train.dtype != bool:  # train row indices -> mask
         mask = np.zeros(n_rows, dtype=bool)
@@ -386,12 +417,10 @@ def future_lens(
 
         y_train, y_test = _labels(column[train_rows]), _labels(column[test_rows])
         layers = probe_layers(acts[:, train_rows], y_train, acts[:, test_rows], y_test, seed, C)
-        # The control: what the current token alone tells about the token at t+k.
-        encoder = OneHotEncoder(handle_unknown="ignore").fit(current[train_rows, None])
-        control = fit_probe(
-            encoder.transform(current[train_rows, None]), y_train,
-            encoder.transform(current[test_rows, None]), y_test, seed, C,
-        )
+        # The control: what the current token alone (and any extra columns) tells about
+        # the token at t+k.
+        X_train, X_test = one_hot_features(current[train_rows], current[test_rows])
+        control = fit_probe(X_train, y_train, X_test, y_test, seed, C)
         sel = selectivity(layers, {"current-token": control}, seed, n_boot)
         best = sel.best_layer
         curve.append(point | {

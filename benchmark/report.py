@@ -56,6 +56,12 @@ def fmt_ci(d: dict | None, digits: int = 3, denom: bool = False) -> str:
     return s
 
 
+def extra_seed(submission: str) -> bool:
+    """A reference baseline's seed other than 0: aggregated in the headline experiment,
+    left out of the ranking and the per-group tables to keep them readable."""
+    return re.search(r"^ref-.*-s[1-9]\d*$", submission) is not None
+
+
 def headline_target(cell: dict) -> dict | None:
     """The probe result the lookahead index uses: the task's first target, the model's own
     greedy target (what it will produce), cross-fitted best-layer selectivity."""
@@ -267,7 +273,7 @@ def task_section(task: str, cells: list[dict], plot_dir: Path, md_dir: Path) -> 
     groups = sorted({g for c in ok for g in c["metrics"]["success_greedy"]["groups"]})
     extra = sorted({k for c in ok for k in c["metrics"] if k.startswith(("success_greedy_", "baseline_"))})
     head = ["submission", "success@greedy", "success@beam", *[f"greedy: {escape(g)}" for g in groups],
-            *[escape(k.replace("success_greedy_", "greedy on ").replace("baseline_", "baseline: ")) for k in extra],
+            *map(_extra_header, extra),
             "task loss", "gain, all positions", "λ"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in sorted(ok, key=lambda c: c["submission"]):
@@ -280,6 +286,7 @@ def task_section(task: str, cells: list[dict], plot_dir: Path, md_dir: Path) -> 
         line += [fmt_ci(m["task_loss"]), fmt_ci(gain.get("all"), 4), fmt(gain.get("lambda"), 2)]
         out.append("| " + " | ".join(line) + " |")
     out.append("")
+    out += group_table(ok)
     out += probe_table(ok)
     plot = plot_model_curves(ok, task, plot_dir)
     if plot:
@@ -288,12 +295,50 @@ def task_section(task: str, cells: list[dict], plot_dir: Path, md_dir: Path) -> 
     return out
 
 
+def _extra_header(key: str) -> str:
+    """Column name of an extra success split or baseline metric."""
+    return escape(key.replace("success_greedy_", "greedy on ").replace("baseline_", "baseline: "))
+
+
+def group_table(cells: list[dict]) -> list[str]:
+    """Every metric per group of the task (constrained: family; chess: mate in N), for
+    seed 0 of each reference and every submitted model."""
+    groups = sorted({g for c in cells for g in c["metrics"]["success_greedy"]["groups"]})
+    if len(groups) < 2:
+        return []
+    target = next((headline_target(c)["name"] for c in cells if headline_target(c)), "target")
+    out = [f"By group (amplification gain with the λ of the whole task; plan-probe "
+           f"selectivity for the model's own `{escape(target)}`, the probes trained on all "
+           f"groups and scored on each group's test rows, cross-fitted):", ""]
+    extra = sorted({k for c in cells for k in c["metrics"] if k.startswith(("success_greedy_", "baseline_"))})
+    head = ["submission", "group", "success@greedy", "success@beam", *map(_extra_header, extra),
+            "gain, all positions", "selectivity [95% CI] (n)"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in sorted(cells, key=lambda c: c["submission"]):
+        if extra_seed(c["submission"]):
+            continue
+        m = c["metrics"]
+        gain_groups = (m.get("amplification_gain") or {}).get("groups") or {}
+        probe_groups = (headline_target(c) or {}).get("groups") or {}
+        for g in groups:
+            p = probe_groups.get(g)
+            sel = (f"{fmt(p['crossfit_selectivity'])} [{fmt(p['crossfit_lo'])}, "
+                   f"{fmt(p['crossfit_hi'])}] (n={p['n_test']})") if p else "–"
+            out.append("| " + " | ".join([
+                escape(c["submission"]), escape(g),
+                fmt_ci(m["success_greedy"]["groups"].get(g), denom=True),
+                fmt_ci(m["success_beam"]["groups"].get(g), denom=True),
+                *[fmt_ci(((m.get(k) or {}).get("groups") or {}).get(g), denom=True) for k in extra],
+                fmt_ci(gain_groups.get(g), 4), sel]) + " |")
+    return out + [""]
+
+
 def probe_table(cells: list[dict]) -> list[str]:
     out = ["Plan probes at the decision point (selectivity = best-layer accuracy − the "
            "strongest control; cross-fitted: the layer is picked on one half of the test "
            "examples and scored on the other):", "",
            "| submission | target | whose | n train/test (classes) | accuracy by layer | "
-           "controls: embedding / random-init / bag-of-words | selectivity, cross-fitted [95% CI] |",
+           "controls: embedding / random-init / bag-of-words / own next word | selectivity, cross-fitted [95% CI] |",
            "|---|---|---|---|---|---|---|"]
     for c in sorted(cells, key=lambda c: c["submission"]):
         for name, by_target in (c["metrics"].get("plan_probe") or {}).items():
@@ -303,7 +348,8 @@ def probe_table(cells: list[dict]) -> list[str]:
                     escape(c["submission"]), escape(name), whose,
                     f"{p['n_train']}/{p['n_test']} ({p['n_classes']})",
                     " ".join(fmt(a, 2) for a in p["layer_accuracy"]),
-                    " / ".join(fmt(ctrl.get(k), 2) for k in ("embedding", "random-init", "bag-of-words")),
+                    " / ".join(fmt(ctrl.get(k), 2) for k in ("embedding", "random-init", "bag-of-words",
+                                                             "own-next-word") if k in ctrl),
                     f"{fmt(p['crossfit_selectivity'])} [{fmt(p['crossfit_lo'])}, {fmt(p['crossfit_hi'])}]",
                 ]) + " |")
     return out + [""]
@@ -311,7 +357,8 @@ def probe_table(cells: list[dict]) -> list[str]:
 
 def future_lens_table(cells: list[dict]) -> list[str]:
     out = ["Future lens (decode the token at t+k from the state at the decision point, minus "
-           "a probe that sees only the token at t; cross-fitted best layer):", "",
+           "a probe that sees only the token at t, and on the model's own output also its token "
+           "at t+1, which that state decides; cross-fitted best layer):", "",
            "| submission | text | " + " | ".join(f"k={k}" for k in range(1, 5)) + " |",
            "|---|---|" + "---|" * 4]
     shown = False
@@ -346,7 +393,7 @@ def _plt():
 def plot_model_curves(cells: list[dict], task: str, plot_dir: Path) -> Path | None:
     """Selectivity by layer, one line per model (seed-0 references and submissions)."""
     curves = [(c["submission"], headline_target(c)) for c in cells]
-    curves = [(n, p) for n, p in curves if p and not re.search(r"-s[1-9]\d*$", n)]
+    curves = [(n, p) for n, p in curves if p and not extra_seed(n)]
     if not curves:
         return None
     plt = _plt()
@@ -452,7 +499,7 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
     order = [t for t in task_names() if any(t in cs for cs in by_sub.values())]
     hashes = _current_hashes(submission_dirs, set(by_sub))
     stale = {c["submission"] for c in cells if c.get("status") == "ok" and _stale(c, hashes)}
-    main_subs = {s: cs for s, cs in by_sub.items() if not re.search(r"^ref-.*-s[1-9]\d*$", s)}
+    main_subs = {s: cs for s, cs in by_sub.items() if not extra_seed(s)}
     versions = next((c["versions"] for c in cells if c.get("versions")), library_versions())
     lines = [
         "# mesabench leaderboard", "",
@@ -462,8 +509,9 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
         "",
         "**Lookahead index**: mean over tasks of the cross-fitted best-layer selectivity of a "
         "linear probe that decodes, at the decision point, the target the model's own greedy "
-        "continuation will produce, minus the strongest of three controls (embedding layer, "
-        "a random-init model of the same architecture, bag of words of the prompt). 0 means "
+        "continuation will produce, minus the strongest of four controls (embedding layer, "
+        "a random-init model of the same architecture, bag of words of the prompt, the first "
+        "word of the model's own continuation). 0 means "
         "no more plan in the hidden state than the controls find. Intervals are 95%; "
         "success rates are Wilson intervals with k/n; gains and selectivities are bootstrap "
         "intervals over test examples (data seed 0). Only seed 0 of each reference baseline "

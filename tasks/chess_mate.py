@@ -332,7 +332,7 @@ class ChessMateTask(Task):
     # The default run trains on 2,000 puzzles, one pass (a chess step costs four couplet
     # steps, and the small reference barely learns chess on any budget this run can
     # afford). `mesabench tasks generate chess-mate --split train --n 20000` makes a large set.
-    sizes = {"full": (2000, 400), "quick": (1000, 100)}
+    sizes = {"full": (2000, 400), "quick": (500, 100)}
     # A dev puzzle costs ten stream puzzles (dev is 10% of positions), so dev = test size.
     dev_factor = 1
 

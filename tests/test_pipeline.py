@@ -57,7 +57,15 @@ def test_evaluate_cache_resume_and_determinism(submission, tmp_path):
     assert m["amplification_gain"]["lambda"] in TINY_EVAL.lambdas
     probe = m["plan_probe"]["rhyme_word"]["own"]
     assert len(probe["selectivity"]) == 3  # embeddings + 2 layers
-    assert set(probe["control_accuracy"]) == {"embedding", "random-init", "bag-of-words"}
+    assert set(probe["control_accuracy"]) == {"embedding", "random-init", "bag-of-words", "own-next-word"}
+    # Per group (rhymes: ordinary couplets and dead ends): gain with the task's λ, and the
+    # same probes scored on each group's rows (groups under 20 test rows are left out).
+    assert set(m["amplification_gain"]["groups"]) == set(m["success_greedy"]["groups"])
+    assert sum(g["n"] for g in m["amplification_gain"]["groups"].values()) == m["amplification_gain"]["all"]["n"]
+    for group in probe["groups"].values():
+        assert group["n_test"] >= 20 and len(group["layer_accuracy"]) == 3
+    reference = m["plan_probe"]["rhyme_word"]["reference"]
+    assert set(reference["control_accuracy"]) == {"embedding", "random-init", "bag-of-words"}
     assert path.with_suffix(".examples.jsonl").read_text().count("\n") == 24
 
     # A second run recomputes nothing.
@@ -97,3 +105,27 @@ def test_leaderboard_from_results(submission, tmp_path):
     text = out.read_text()
     assert rows == 1 and "tiny\\-ref" in text and "lookahead index" in text.lower()
     assert list((tmp_path / "leaderboard_plots").glob("*.png"))
+
+
+def test_own_next_word_control_explains_a_model_that_repeats_its_first_word(tiny_model_dir):
+    """A model that repeats one word has a perfectly decodable "own target" that is no
+    plan: the own-next-word control must see it, so selectivity is never above 0."""
+    import random
+
+    from benchmark.evaluate import StateCache, decision_rows, plan_probes
+    from benchmark.models import load_model, random_init_like
+    from tasks import get_task
+
+    task = get_task("rhymes")
+    dev, test = (list(task.generate(split, n, 0)) for split, n in (("dev", 120), ("test", 60)))
+    words = ["cat", "hat", "mat", "bat"]
+    rng = random.Random(0)
+    # The repeated word is random, so only a control that sees it can decode it.
+    repeat = lambda exs: [" / ".join([" ".join([rng.choice(words)] * 4)] * 2) for _ in exs]
+    dev_rows, test_rows = decision_rows(task, dev, repeat(dev)), decision_rows(task, test, repeat(test))
+    assert all(r["own"] == r["own_next"] for r in dev_rows + test_rows if r["own"] != "<none>")
+    loaded = load_model(tiny_model_dir)
+    out = plan_probes(loaded, random_init_like(loaded, 1), task, dev_rows, test_rows,
+                      TINY_EVAL, StateCache(32))["rhyme_word"]["own"]
+    assert out["control_accuracy"]["own-next-word"] == 1.0
+    assert max(out["selectivity_hi"]) <= 0 and out["crossfit_hi"] <= 0

@@ -10,7 +10,9 @@ from benchmark.probes import (
     bag_of_words_features,
     fit_probe,
     future_lens,
+    one_hot_features,
     probe_layers,
+    restrict,
     selectivity,
 )
 
@@ -184,6 +186,16 @@ def correctness_probe(correct: np.ndarray) -> ProbeResult:
     return ProbeResult(float(correct.mean()), 0.0, correct, labels, labels, 100, 2, True)
 
 
+def test_restrict_scores_the_same_probe_on_a_subset():
+    correct = np.array([True, False, True, True, False, False])
+    part = restrict(correctness_probe(correct), np.array([0, 2, 4]))
+    assert part.accuracy == 2 / 3 and part.n_test == 3 and part.correct.tolist() == [True, True, False]
+    # Subsets of paired probes stay paired, so selectivity works on them.
+    sel = selectivity([part], {"embedding": restrict(correctness_probe(~correct), np.array([0, 2, 4]))},
+                      seed=0, n_boot=20)
+    assert sel.selectivity[0] == 2 / 3 - 1 / 3
+
+
 def test_selectivity_intervals_are_paired():
     # A layer that is right on exactly the examples the control is right on has
     # selectivity 0 in every resample; unpaired resampling would give a wide interval.
@@ -258,6 +270,30 @@ def test_future_lens_finds_planted_offset():
     assert k3["crossfit_lo"] <= 0.0
     assert k3["n_train"] + k3["n_test"] == n - 100
     json.dumps(out, allow_nan=False)
+
+
+def test_future_lens_control_columns_explain_what_they_know():
+    """A state that encodes the token at t+2 shows no gain when the control also sees it
+    (as for a model's own output, whose next token the state decides)."""
+    rng = np.random.default_rng(8)
+    n, vocab = 600, 5
+    current = rng.integers(0, vocab, size=n)
+    ahead = rng.integers(0, vocab, size=n)
+    future = np.stack([ahead, ahead], axis=1)  # t+1 and t+2: the same token, repeated
+    acts = np.random.default_rng(9).normal(size=(vocab, 8))[ahead][None] * 2.0 \
+        + rng.normal(size=(1, n, 8))
+    train = np.arange(n) < 400
+    alone = future_lens(acts, future, current, train, seed=0, n_boot=200)["curve"][1]
+    both = future_lens(acts, future, np.stack([current, ahead], axis=1), train, seed=0,
+                       n_boot=200)["curve"][1]
+    assert alone["crossfit_lo"] > 0.3
+    assert both["control_accuracy"] == 1.0 and both["crossfit_hi"] <= 0.0
+
+
+def test_one_hot_features_encodes_each_column_from_train_categories():
+    X_train, X_test = one_hot_features([["a", "x"], ["b", "x"]], [["a", "y"], ["c", "x"]])
+    assert X_train.shape == (2, 3) and X_test.toarray().tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert one_hot_features(["a", "b"], ["b"])[1].toarray().tolist() == [[0, 1]]
 
 
 def test_future_lens_subsamples_and_takes_index_splits():
