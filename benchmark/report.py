@@ -129,6 +129,27 @@ def _current_hashes(submission_dirs: list[Path], names: set[str]) -> dict[tuple[
 # ---------------------------------------------------------------------- sections
 
 
+NULL_MODEL = "ref-random-init"
+
+
+def null_model_note(cells: dict[str, dict], task_order: list[str]) -> list[str]:
+    """One paragraph: what the untrained model of the reference architecture scores. Its own
+    outputs are a fixed function of the prompt that its own states compute, so its
+    own-target selectivity is the floor a trained model has to clear, not 0."""
+    figures = []
+    for task in task_order:
+        ci = selectivity_ci(cells[task]) if cells.get(task, {}).get("status") == "ok" else None
+        if ci:
+            figures.append(f"{escape(task)} {fmt(ci['value'])} [{fmt(ci['lo'])}, {fmt(ci['hi'])}]")
+    if not figures:
+        return []
+    return [f"**Null model**: `{NULL_MODEL}`, the reference architecture untrained, scores "
+            f"own-target selectivity {'; '.join(figures)}. An untrained network's own output "
+            "is a fixed function of the prompt that its own states compute, which they may encode "
+            "more linearly than the controls do; a model whose figure does not clear this floor "
+            "has shown no lookahead beyond it.", ""]
+
+
 def ranked_table(by_sub: dict[str, dict[str, dict]], task_order: list[str], stale: set) -> list[str]:
     """The main table: one row per submission, ranked by lookahead index."""
     rows = []
@@ -224,39 +245,59 @@ def headline_section(cells: list[dict], task_order: list[str], plot_dir: Path, m
 
 
 def headline_paragraph(summary: dict) -> str:
-    """One paragraph comparing each stunted variant with unstunted, per task, from numbers.
+    """One paragraph comparing each stunted variant with unstunted, from the numbers.
 
-    A difference is called a difference only when the seed intervals do not overlap."""
-    sentences = []
+    A difference is called a difference only when the 95% seed intervals do not overlap;
+    for each metric the paragraph lists the differences and counts the rest."""
+    metrics = (("selectivity (cross-fitted)", "lookahead selectivity"),
+               ("gain at decisions (nats)", "amplification gain at decisions"),
+               ("task loss (nats/token)", "task loss"))
+    found = {word: {"higher": [], "lower": [], "same": 0, "single": 0} for _, word in metrics}
     for task, by_v in summary.items():
         base = by_v.get("unstunted")
         if not base:
             continue
-        parts = []
         for v, m in by_v.items():
-            if v == "unstunted":
-                continue
-            for mname, word in (("selectivity (cross-fitted)", "selectivity"),
-                                ("gain at decisions (nats)", "gain"),
-                                ("task loss (nats/token)", "task loss")):
-                if mname not in m or mname not in base:
+            for mname, word in metrics:
+                if v == "unstunted" or mname not in m or mname not in base:
                     continue
                 (a, alo, ahi, na), (b, blo, bhi, nb) = m[mname], base[mname]
+                where = f"{v} on {task} ({fmt(a)} vs {fmt(b)})"
                 if na < 2 or nb < 2:
-                    verdict = "single seed, no interval over seeds"
+                    found[word]["single"] += 1
                 elif alo > bhi:
-                    verdict = "higher"
+                    found[word]["higher"].append(where)
                 elif ahi < blo:
-                    verdict = "lower"
+                    found[word]["lower"].append(where)
                 else:
-                    verdict = "not distinguishable"
-                parts.append(f"{v} {word} {fmt(a)} vs {fmt(b)} ({verdict})")
-        if parts:
-            sentences.append(f"On {task}: " + "; ".join(parts) + ".")
-    if not sentences:
+                    found[word]["same"] += 1
+    total = {w: len(f["higher"]) + len(f["lower"]) + f["same"] + f["single"] for w, f in found.items()}
+    if not any(total.values()):
         return "Only the unstunted reference has been evaluated; nothing to compare yet."
-    return ("Compared with the unstunted reference (mean over seeds; 'higher'/'lower' only "
-            "where the 95% seed intervals do not overlap): " + " ".join(sentences))
+    sel = found["lookahead selectivity"]
+    if sel["lower"]:
+        verdict = f"Stunting lowered lookahead selectivity in {len(sel['lower'])} of {total['lookahead selectivity']} comparisons."
+    else:
+        verdict = (f"No stunted variant has lower lookahead selectivity than the unstunted reference "
+                   f"on any task ({total['lookahead selectivity']} comparisons): this run does not show "
+                   "that stunting removes lookahead.")
+    base_sel = {task: by_v["unstunted"]["selectivity (cross-fitted)"] for task, by_v in summary.items()
+                if "selectivity (cross-fitted)" in by_v.get("unstunted", {})}
+    if base_sel:
+        above = [t for t, (_, lo, _, n) in base_sel.items() if n >= 2 and lo > 0]
+        verdict += (" The unstunted reference itself: " + "; ".join(
+            f"{t} {fmt(m)} [{fmt(lo)}, {fmt(hi)}]" for t, (m, lo, hi, _) in base_sel.items()) + (
+            f"; above 0 on {', '.join(above)}." if above else
+            "; above 0 on no task, so there is no lookahead beyond the controls for stunting to remove."))
+    sentences = [verdict, "Against the unstunted reference (mean over seeds; a difference only where "
+                          "the 95% seed intervals do not overlap):"]
+    for _, word in metrics:
+        f = found[word]
+        parts = [f"higher for {', '.join(f['higher'])}" if f["higher"] else "higher for none",
+                 f"lower for {', '.join(f['lower'])}" if f["lower"] else "lower for none"]
+        rest = f"{f['same']} not distinguishable" + (f", {f['single']} with a single seed" if f["single"] else "")
+        sentences.append(f"{word[0].upper() + word[1:]}: {'; '.join(parts)} ({rest}).")
+    return " ".join(sentences)
 
 
 def task_section(task: str, cells: list[dict], plot_dir: Path, md_dir: Path) -> list[str]:
@@ -519,6 +560,7 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
         "⚠ stale: the model changed since the row was computed.", "",
         "## Ranking", "",
         *ranked_table(main_subs, order, stale), "",
+        *null_model_note(by_sub.get(NULL_MODEL, {}), order),
         "## Headline experiment: does stunting reduce lookahead?", "",
         *headline_section(cells, order, plot_dir, md_dir), "",
         "## Per task", "",

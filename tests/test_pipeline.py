@@ -104,7 +104,20 @@ def test_leaderboard_from_results(submission, tmp_path):
     rows = write_leaderboard(results, out, submission.parent)
     text = out.read_text()
     assert rows == 1 and "tiny\\-ref" in text and "lookahead index" in text.lower()
+    assert "By group" in text and "| tiny\\-ref | dead\\-end |" in text
     assert list((tmp_path / "leaderboard_plots").glob("*.png"))
+
+
+def test_null_model_note_quotes_the_untrained_models_selectivity():
+    from benchmark.report import null_model_note
+
+    own = {"crossfit_selectivity": 0.05, "crossfit_lo": 0.01, "crossfit_hi": 0.09, "n_test": 100,
+           "best_layer": 2}
+    cells = {"rhymes": {"status": "ok", "metrics": {"plan_probe": {"rhyme_word": {"own": own}}}},
+             "constrained": {"status": "error"}}
+    text = " ".join(null_model_note(cells, ["rhymes", "constrained"]))
+    assert "rhymes 0.050 [0.010, 0.090]" in text and "constrained" not in text
+    assert null_model_note({}, ["rhymes"]) == []
 
 
 def test_own_next_word_control_explains_a_model_that_repeats_its_first_word(tiny_model_dir):
@@ -129,3 +142,20 @@ def test_own_next_word_control_explains_a_model_that_repeats_its_first_word(tiny
                       TINY_EVAL, StateCache(32))["rhyme_word"]["own"]
     assert out["control_accuracy"]["own-next-word"] == 1.0
     assert max(out["selectivity_hi"]) <= 0 and out["crossfit_hi"] <= 0
+
+
+def test_headline_paragraph_calls_a_difference_only_when_seed_intervals_separate():
+    from benchmark.report import headline_paragraph
+
+    sel, loss = "selectivity (cross-fitted)", "task loss (nats/token)"
+    summary = {"rhymes": {
+        "unstunted": {sel: (0.10, 0.05, 0.15, 3), loss: (0.7, 0.6, 0.8, 3)},
+        "myopic": {sel: (0.00, -0.03, 0.03, 3), loss: (0.75, 0.65, 0.85, 3)},
+    }}
+    text = headline_paragraph(summary)
+    assert "Stunting lowered lookahead selectivity in 1 of 1" in text
+    assert "lower for myopic on rhymes (0.000 vs 0.100)" in text and "above 0 on rhymes" in text
+    assert "Task loss: higher for none; lower for none (1 not distinguishable)" in text
+    summary["rhymes"]["myopic"][sel] = (0.08, 0.02, 0.14, 3)  # overlapping intervals
+    assert "No stunted variant has lower lookahead selectivity" in headline_paragraph(summary)
+    assert "nothing to compare" in headline_paragraph({"rhymes": {"unstunted": summary["rhymes"]["unstunted"]}})
