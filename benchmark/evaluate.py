@@ -65,6 +65,11 @@ def _meta(ex: dict) -> dict:
     return json.loads(ex["meta"]) if isinstance(ex["meta"], str) else dict(ex["meta"])
 
 
+def _group(ex: dict) -> str:
+    """The example's group (constrained: family; chess: mate in N), "all" if it has none."""
+    return str(_meta(ex).get("group", "all"))
+
+
 def _rate(flags: list[bool]) -> dict:
     k, n = int(sum(flags)), len(flags)
     lo, hi = stats.wilson_interval(k, n)
@@ -77,7 +82,7 @@ def success_rates(task, examples: list[dict], completions: list[str]) -> tuple[d
     flags = [bool(task.check(ex, c)) for ex, c in zip(examples, completions)]
     groups: dict[str, list[bool]] = {}
     for ex, ok in zip(examples, flags):
-        groups.setdefault(str(_meta(ex).get("group", "all")), []).append(ok)
+        groups.setdefault(_group(ex), []).append(ok)
     return {"all": _rate(flags), "groups": {g: _rate(v) for g, v in sorted(groups.items())}}, flags
 
 
@@ -197,7 +202,7 @@ def decision_rows(task, examples: list[dict], completions: list[str]) -> list[di
                          "name": d["name"], "reference": d["target"],
                          "own": task.target_from_completion(ex, comp, d["name"]) or "<none>",
                          "own_next": _first_word(comp),
-                         "group": str(_meta(ex).get("group", "all")),
+                         "group": _group(ex),
                          "prompt_text": (ex["prompt"] + ex["completion"])[: d["offset"]],
                          "own_text": ex["prompt"] + comp, "prompt_len": len(ex["prompt"])})
     return rows
@@ -422,7 +427,7 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     dev_scores = token_scores(loaded, dev[: cfg.max_amp_examples], cfg)
     test_scores = token_scores(loaded, test[: cfg.max_amp_examples], cfg)
     metrics["task_loss"] = task_loss(test_scores, cfg)
-    test_groups = [str(_meta(ex).get("group", "all")) for ex in test[: cfg.max_amp_examples]]
+    test_groups = [_group(ex) for ex in test[: cfg.max_amp_examples]]
     metrics["amplification_gain"] = amplification_gain(dev_scores, test_scores, cfg, test_groups)
     lap("amplification")
 

@@ -327,7 +327,7 @@ def task_section(task: str, cells: list[dict], plot_dir: Path, md_dir: Path) -> 
         line += [fmt_ci(m["task_loss"]), fmt_ci(gain.get("all"), 4), fmt(gain.get("lambda"), 2)]
         out.append("| " + " | ".join(line) + " |")
     out.append("")
-    out += group_table(ok)
+    out += group_table(ok, groups, extra)
     out += probe_table(ok)
     plot = plot_model_curves(ok, task, plot_dir)
     if plot:
@@ -341,17 +341,16 @@ def _extra_header(key: str) -> str:
     return escape(key.replace("success_greedy_", "greedy on ").replace("baseline_", "baseline: "))
 
 
-def group_table(cells: list[dict]) -> list[str]:
+def group_table(cells: list[dict], groups: list[str], extra: list[str]) -> list[str]:
     """Every metric per group of the task (constrained: family; chess: mate in N), for
-    seed 0 of each reference and every submitted model."""
-    groups = sorted({g for c in cells for g in c["metrics"]["success_greedy"]["groups"]})
+    seed 0 of each reference and every submitted model. ``extra``: the extra success
+    splits and baselines of the task's main table, shown per group too."""
     if len(groups) < 2:
         return []
-    target = next((headline_target(c)["name"] for c in cells if headline_target(c)), "target")
+    target = next((p["name"] for p in map(headline_target, cells) if p), "target")
     out = [f"By group (amplification gain with the λ of the whole task; plan-probe "
            f"selectivity for the model's own `{escape(target)}`, the probes trained on all "
            f"groups and scored on each group's test rows, cross-fitted):", ""]
-    extra = sorted({k for c in cells for k in c["metrics"] if k.startswith(("success_greedy_", "baseline_"))})
     head = ["submission", "group", "success@greedy", "success@beam", *map(_extra_header, extra),
             "gain, all positions", "selectivity [95% CI] (n)"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
