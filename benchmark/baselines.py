@@ -89,10 +89,11 @@ def train_baselines(
         else:
             on_model(label, kind)
 
-    # Generate (and cache) each task's training data here, once, before the workers start:
-    # a slow generator (chess) would otherwise run in every worker at the same time.
-    for task in sorted({job["cfg"].tasks[0] for job in jobs}):
-        get_task(task).generate("train", get_task(task).sizes[base.size][0], DATA_SEED)
+    # Generate (and cache) a slow task's training data here, once, before the workers
+    # start: chess would otherwise run in every worker at the same time.
+    for task in map(get_task, sorted({job["cfg"].tasks[0] for job in jobs})):
+        if task.disk_cached:
+            task.generate("train", task.sizes[base.size][0], DATA_SEED)
     # Longest jobs first (chess sequences are the longest), so no worker idles at the end.
     jobs.sort(key=lambda job: job["cfg"].tasks[0] != "chess-mate")
     run_jobs(train_job, jobs, workers, on_message, init)

@@ -350,12 +350,14 @@ def _evaluate(submission, task_names, quick, force, submission_dirs: list[Path],
                 failed.append(sub)
                 progress.advance(overall, len(task_names) if task == "*" else 1)
 
-        # Evaluation data is generated (and cached) once, here, before the workers start.
+        # A slow task's evaluation data is generated (and cached) once, here, before the
+        # workers start.
         from benchmark.evaluate import eval_splits
         from tasks import get_task
 
-        for name in task_names:
-            eval_splits(get_task(name), cfg)
+        for task in map(get_task, task_names):
+            if task.disk_cached:
+                eval_splits(task, cfg)
         jobs = [{"folder": f, "tasks": list(task_names), "cfg": cfg, "results": results, "force": force}
                 for f in folders]
         run_jobs(evaluate_job, jobs, workers, on_event, init=_quiet_libraries)

@@ -101,6 +101,10 @@ class Task(ABC):
     # examples. With ~4 rows per class (600 rows, 150 rhyme words) a probe is starved:
     # measured on rhymes, own-target probe accuracy 0.67 with 500 train rows, 0.80 with 2,000.
     dev_factor: int = 3
+    # True when generate() caches its output on disk (a slow generator): the runner then
+    # generates once, before worker processes start, so the workers only read the cache.
+    # Fast generators are left to each worker (pre-generating them would be thrown away).
+    disk_cached: bool = False
 
     # Further splits scored for success only (chess: "real" Lichess puzzles).
     extra_success_splits: tuple[str, ...] = ()

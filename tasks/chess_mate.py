@@ -335,6 +335,7 @@ class ChessMateTask(Task):
     sizes = {"full": (2000, 400), "quick": (500, 100)}
     # A dev puzzle costs ten stream puzzles (dev is 10% of positions), so dev = test size.
     dev_factor = 1
+    disk_cached = True
 
     def __init__(self, workers: int | None = None, engine: str | None = None,
                  progress: Callable[[int, int], None] | None = None, chunk_games: int = CHUNK_GAMES) -> None:
