@@ -19,10 +19,9 @@ from typing import Callable
 
 from benchmark.submissions import write_submission_toml
 from benchmark.train import DATA_SEED, TrainConfig, build_vocabulary, save_reference, train_reference
+from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS, reference_name
 from tasks import get_task
 
-VARIANTS = ("unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance")
-RANDOM_INIT = "ref-random-init"
 
 # Embedded defaults: "full" is the default run, "quick" a smoke run of the same pipeline.
 PROFILES = {
@@ -34,10 +33,6 @@ PROFILES = {
 def model_folder(task: str) -> str:
     """The folder, inside a reference submission, of the model trained on ``task``."""
     return f"model-{task}"
-
-
-def reference_name(variant: str, seed: int) -> str:
-    return f"ref-{variant}-s{seed}"
 
 
 def _trained_with(model_dir: Path) -> dict | None:
@@ -122,7 +117,7 @@ def write_random_init(profile: str, tasks: tuple[str, ...], submissions_dir: Pat
     folder = Path(submissions_dir) / RANDOM_INIT
     folder.mkdir(parents=True, exist_ok=True)
     for task in tasks:
-        cfg = replace(PROFILES[profile]["train"], variant="random-init", seed=seed, tasks=(task,), steps=0)
+        cfg = replace(PROFILES[profile]["train"], variant=RANDOM_INIT_VARIANT, seed=seed, tasks=(task,), steps=0)
         out = folder / model_folder(task)
         if _trained_with(out) != cfg.to_dict():
             tokenizer = word_tokenizer(build_vocabulary(cfg.tasks))
@@ -130,5 +125,5 @@ def write_random_init(profile: str, tasks: tuple[str, ...], submissions_dir: Pat
             save_reference(model, tokenizer, cfg, out, {"seconds": 0.0, "log": []})
     write_submission_toml(folder, RANDOM_INIT, "control: untrained model of the reference architecture",
                           {t: model_folder(t) for t in tasks},
-                          reference={"variant": "random-init", "seed": seed, "profile": profile})
+                          reference={"variant": RANDOM_INIT_VARIANT, "seed": seed, "profile": profile})
     return RANDOM_INIT

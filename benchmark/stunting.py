@@ -51,8 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.amplify import amplified_scores, gain_per_position, position_ids_from_mask
+from benchmark.variants import VARIANTS
 
-VARIANTS = ("unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance")
 MYOPIC = "myopic"  # the attention implementation's registered name
 
 
