@@ -8,6 +8,12 @@ At a scored position t (the prefix ends at token t, the target is token t+1):
     p_λ  = (1 - λ)·p + λ·q,
     gain = mean over t of [log p_λ(x_{t+1}) - log p(x_{t+1})]   (nats).
 
+At depth 1, q is p renormalised over its top W tokens (q_1), so q > p exactly where the true
+token is among the top W: a depth-1 "gain" measures truncation of an underconfident model, not
+lookahead. What searching deeper adds is the contrast of q_D with q_1; `amplified_scores`
+returns both, and the gain is reported as gain(D), gain(1) and the lookahead part
+gain(D) - gain(1). The stunted losses use the same contrast (`lookahead_movement`).
+
 The engine is one batched, KV-cached "tree" beam search. A single forward pass over a batch of
 rows gives p at every position (which is also the first beam step: the top-W of p) and the KV
 cache of every row. The beams of ALL requested positions of a row are then appended to that
@@ -36,8 +42,9 @@ as GPT-2 and Llama; not flash-attention, and not sliding-window layers).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +56,11 @@ from transformers import DynamicCache
 LOGIT_BUDGET = 1 << 24
 MASK_BUDGET = 1 << 23
 
+# The λ grid of p_λ, chosen on dev for each depth (λ = 0 allowed), and the default search:
+# training (stunting) and evaluation use the same W and D unless told otherwise.
 DEFAULT_LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+DEFAULT_WIDTH = 4
+DEFAULT_DEPTH = 3
 
 
 @dataclass
@@ -65,6 +76,18 @@ class BeamResult:
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model in eval mode (dropout off) inside the block, its own mode restored after,
+    even when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -269,13 +292,11 @@ def beam_search(
     if len(prefixes) == 0:
         empty = torch.empty(0, width, depth, dtype=torch.long, device=device)
         return BeamResult(empty, torch.empty(0, width, device=device))
-    was_training = model.training
-    model.eval()
     # Sorting by length puts similar lengths in one batch: the prefix pass, which dominates
     # the cost, then wastes little time on padding (1.6x faster on prefixes of 8..48 tokens).
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
     all_tokens, all_scores = [], []
-    try:
+    with eval_mode(model):
         for s in range(0, len(prefixes), batch_size):
             ids, mask = _left_pad([prefixes[i] for i in order[s : s + batch_size]], device)
             pos = position_ids_from_mask(mask)
@@ -289,8 +310,6 @@ def beam_search(
             tokens, scores = _search_from_cache(model, cache, mask, pos, rows, ts, logp, width, depth)
             all_tokens.append(tokens)
             all_scores.append(scores)
-    finally:
-        model.train(was_training)
     back = torch.empty(len(order), dtype=torch.long, device=device)
     back[torch.tensor(order, device=device)] = torch.arange(len(order), device=device)
     return BeamResult(tokens=torch.cat(all_tokens)[back], logprobs=torch.cat(all_scores)[back])
@@ -319,8 +338,8 @@ def amplified_scores(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     positions: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-    width: int = 4,
-    depth: int = 2,
+    width: int = DEFAULT_WIDTH,
+    depth: int = DEFAULT_DEPTH,
     *,
     method: str = "tree",
     return_logp: bool = False,
@@ -345,6 +364,9 @@ def amplified_scores(
                                   per first token)
       beam_logprobs [N, W]        summed log-probs of the beams
       beam_tokens [N, W, D]
+      top_tokens, top_logp [N, W] the top W tokens of p and their log p, best first (the
+                                  first step of every beam: q_D is supported on them)
+      q1_true [N]                 q_1(x_{t+1}): the depth-1 q, p renormalised over the top W
       logp [N, V]                 full log p (only with return_logp=True)
     """
     _check_attention(model)
@@ -354,9 +376,7 @@ def amplified_scores(
     rows, ts = _as_positions(positions, input_ids, attention_mask)
     targets = input_ids[rows, ts + 1]
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         pos_ids = position_ids_from_mask(attention_mask)
         use_tree_cache = method == "tree" and depth > 1
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos_ids, use_cache=use_tree_cache)
@@ -375,11 +395,11 @@ def amplified_scores(
             beam_tokens, beam_logprobs = result.tokens, result.logprobs
         else:
             raise ValueError(f"unknown method {method!r} (tree | prefix)")
-    finally:
-        model.train(was_training)
 
     weights = torch.softmax(beam_logprobs, dim=-1)
     first = beam_tokens[:, :, 0]
+    # The depth-1 search: the top W tokens of p, renormalised (the truncation baseline).
+    top_logp, top_tokens = topk_stable(logp, width)
     result = {
         "rows": rows,
         "ts": ts,
@@ -390,6 +410,9 @@ def amplified_scores(
         "beam_weights": weights,
         "beam_logprobs": beam_logprobs,
         "beam_tokens": beam_tokens,
+        "top_tokens": top_tokens,
+        "top_logp": top_logp,
+        "q1_true": q_mass(top_tokens, torch.softmax(top_logp, dim=-1), targets),
     }
     if return_logp:
         result["logp"] = logp
@@ -399,6 +422,36 @@ def amplified_scores(
 def q_mass(first_tokens: torch.Tensor, beam_weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """q(token) for each row: the summed weight of the beams whose first token it is."""
     return (beam_weights * (first_tokens == tokens[:, None])).sum(-1)
+
+
+def lookahead_shift(amp: dict[str, torch.Tensor]) -> torch.Tensor:
+    """q_D(x) - q_1(x) for each of the top W tokens x of p: [N, W].
+
+    What a depth-D search moves beyond truncation to the top W. It is exactly 0 for a search
+    of depth 1, which is what makes it a measure of lookahead.
+    """
+    q_d = (amp["beam_weights"][:, None, :] * (amp["first_tokens"][:, None, :] == amp["top_tokens"][:, :, None])).sum(-1)
+    # q_1 in the dtype q_D was computed in: at depth 1 both are then bit-identical.
+    q_1 = torch.softmax(amp["top_logp"].to(amp["beam_weights"].dtype), dim=-1)
+    return (q_d - q_1).double()
+
+
+def lookahead_movement(amp: dict[str, torch.Tensor], logp_top: torch.Tensor | None = None) -> torch.Tensor:
+    """First-order movement toward the amplified prediction, beyond truncation, of one
+    cross-entropy step on each token: [N], float64.
+
+    A gradient step on the logits z of one position with CE loss at the true token y moves z
+    by -η(p - e_y). To first order that changes KL(q ‖ p) by -η (p - q)·(p - e_y), so the
+    movement toward q is m(q) = (p - q)·(p - e_y). The lookahead part, m(q_D) - m(q_1), is
+        m = (q_D(y) - q_1(y)) - Σ_x (q_D(x) - q_1(x)) p(x),
+    exactly 0 for a depth-1 search. Positive: training on this token moves the model toward
+    what deeper search finds. ``logp_top`` (default: the model's log p at the top tokens when
+    amplified) lets a caller use the log p of the very forward pass it trains on.
+    """
+    shift = lookahead_shift(amp).double()
+    p_top = (amp["top_logp"] if logp_top is None else logp_top).double().exp()
+    on_true = (shift * (amp["top_tokens"] == amp["targets"][:, None])).sum(-1)
+    return on_true - (shift * p_top).sum(-1)
 
 
 def gain_per_position(logp_true: torch.Tensor, q_true: torch.Tensor, lam: float) -> torch.Tensor:

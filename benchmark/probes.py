@@ -25,7 +25,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from benchmark.stats import bootstrap_statistics
+from benchmark.stats import bootstrap_indices
 
 RARE = "\x00rare"  # the pooled class of labels seen fewer than `min_count` times in training
 DIGITS = 4  # rounding in to_dict(): accuracies on <= ~10^4 examples need no more
@@ -211,15 +211,21 @@ def one_hot_features(
 class SelectivityResult:
     """Selectivity over layers, the best layer, and intervals (all in accuracy units).
 
-    Two best-layer figures, because picking the maximum of noisy estimates biases it
-    upward (the winner's curse):
+    Choosing the maximum of noisy estimates biases it upward (the winner's curse), on the
+    model's side (which layer) and on the controls' side (which layer of a per-layer control,
+    and which control is strongest). So every choice is cross-fitted: the test examples are
+    split in two halves at random; on each half the model's layer, each control's layer and
+    the strongest control are chosen, and the examples of the OTHER half are scored with
+    those choices. No example is scored by a choice made with its help, so a null model
+    reads 0 on average (tests/test_probes.py simulates it).
+
+    - `selectivity[layer]`: accuracy of that layer minus the cross-fitted strongest control.
+    - `crossfit_selectivity` [`crossfit_lo`, `crossfit_hi`]: the cross-fitted best layer
+      minus the cross-fitted strongest control. The honest figure to report and rank by.
+      `crossfit_layers` and `strongest_controls` are the choices made on the two halves.
     - `best_selectivity` [`best_lo`, `best_hi`]: the layer with the highest point
-      selectivity and its paired interval. Biased upward; use it to name the layer.
-    - `crossfit_selectivity` [`crossfit_lo`, `crossfit_hi`]: the test examples are split
-      in two halves at random; the layer is chosen on one half and scored on the other,
-      and the other way round, so no example is scored by a layer chosen with its help.
-      This is the honest figure to report and rank by. `crossfit_layers` are the two
-      choices. Its interval holds those choices fixed.
+      selectivity, biased upward; use it to name the layer, not to claim an effect.
+    Intervals are a paired bootstrap over test examples that holds the choices fixed.
     """
 
     layer_accuracy: list[float]
@@ -227,7 +233,9 @@ class SelectivityResult:
     selectivity_lo: list[float]
     selectivity_hi: list[float]
     control_accuracy: dict[str, float]  # a per-layer control shows its best layer's accuracy
-    strongest_control: str
+    control_layers: dict[str, list[int] | None]  # per-layer controls: the layers chosen on the halves
+    strongest_control: str  # the strongest control on all test examples (descriptive)
+    strongest_controls: tuple[str, str]  # the strongest control chosen on each half
     best_layer: int
     best_selectivity: float
     best_lo: float
@@ -248,7 +256,9 @@ class SelectivityResult:
             "selectivity_lo": [_round(v) for v in self.selectivity_lo],
             "selectivity_hi": [_round(v) for v in self.selectivity_hi],
             "control_accuracy": {k: _round(v) for k, v in self.control_accuracy.items()},
+            "control_layers": dict(self.control_layers),
             "strongest_control": self.strongest_control,
+            "strongest_controls": list(self.strongest_controls),
             "best_layer": self.best_layer,
             "best_selectivity": _round(self.best_selectivity),
             "best_lo": _round(self.best_lo),
@@ -268,20 +278,27 @@ def _correct_matrix(results: Sequence[ProbeResult]) -> np.ndarray:
     return np.stack([r.correct for r in results]).astype(float)
 
 
+def _choose(layers: np.ndarray, controls: dict[str, np.ndarray], rows: np.ndarray) -> tuple[int, str, int]:
+    """On ``rows``: the model's best layer, the strongest control and that control's best layer."""
+    best_layer = int(np.argmax(layers[:, rows].mean(axis=1)))
+    per_control = {name: c[:, rows].mean(axis=1) for name, c in controls.items()}
+    strongest = max(per_control, key=lambda name: (per_control[name].max(), name))
+    return best_layer, strongest, int(np.argmax(per_control[strongest]))
+
+
 def selectivity(
     layer_results: list[ProbeResult],
     control_results: dict[str, ProbeResult | list[ProbeResult]],
     seed: int,
     n_boot: int = 1000,
 ) -> SelectivityResult:
-    """selectivity(layer) = accuracy(layer) - max over controls of control accuracy.
+    """selectivity(layer) = accuracy(layer) - accuracy of the strongest control, cross-fitted.
 
-    Every probe must be scored on the same test examples in the same order. A control
-    given as a list (e.g. the random-init model probed at every layer) counts as its
-    best layer. Intervals are a paired bootstrap over test examples: each resample
-    recomputes every accuracy, and every max (over a control's layers and over
-    controls), on the same resampled examples. See `SelectivityResult` for the two
-    best-layer figures and why there are two.
+    Every probe must be scored on the same test examples in the same order. A control given
+    as a list (e.g. the random-init model probed at every layer) counts as its best layer.
+    See `SelectivityResult` for what is chosen where and why. With a single test example
+    nothing can be split: the controls' maximum is then taken on that example (biased) and
+    the cross-fitted figure is nan.
     """
     if not layer_results:
         raise ValueError("need at least one layer")
@@ -295,37 +312,44 @@ def selectivity(
         name: list(r) if isinstance(r, (list, tuple)) else [r]
         for name, r in control_results.items()
     }
-    controls = {name: _correct_matrix(probes) for name, probes in control_lists.items()}
     everything = list(layer_results) + [p for probes in control_lists.values() for p in probes]
     if any(not np.array_equal(p.test_labels, labels) for p in everything):
         raise ValueError("all probes must be scored on the same test examples, in order")
-
+    controls = {name: _correct_matrix(probes) for name, probes in control_lists.items()}
     layers = _correct_matrix(layer_results)  # [L, n]
 
-    def control_max(idx: np.ndarray) -> float:
-        return max(float(c[:, idx].mean(axis=1).max()) for c in controls.values())
-
-    # Cross-fitting: choose the layer on one half, score it on the other half. The max
-    # over controls is the same for every layer, so choosing by accuracy is choosing by
-    # selectivity.
     order = np.random.default_rng(seed).permutation(n)
-    half_a, half_b = order[: n // 2], order[n // 2 :]
-    if half_a.size and half_b.size:
-        layer_a = int(np.argmax(layers[:, half_a].mean(axis=1)))
-        layer_b = int(np.argmax(layers[:, half_b].mean(axis=1)))
-        crossfit_correct = np.empty(n)
-        crossfit_correct[half_b] = layers[layer_a, half_b]
-        crossfit_correct[half_a] = layers[layer_b, half_a]
+    halves = (order[: n // 2], order[n // 2:])
+    control_correct = np.empty(n)  # per example: the control chosen on the other half
+    crossfit_correct = np.empty(n)  # per example: the layer chosen on the other half
+    if halves[0].size and halves[1].size:
+        choices = [_choose(layers, controls, half) for half in halves]
+        for (layer, name, c_layer), scored in zip(choices, reversed(halves)):
+            control_correct[scored] = controls[name][c_layer, scored]
+            crossfit_correct[scored] = layers[layer, scored]
+        crossfit_layers = (choices[0][0], choices[1][0])
+        strongest_controls = (choices[0][1], choices[1][1])
+        control_layers = {
+            name: ([int(np.argmax(c[:, h].mean(axis=1))) for h in halves] if c.shape[0] > 1 else None)
+            for name, c in controls.items()
+        }
     else:  # one example cannot be split: no honest estimate
-        layer_a = layer_b = -1
-        crossfit_correct = np.full(n, math.nan)
+        _, name, c_layer = _choose(layers, controls, np.arange(n))
+        control_correct[:] = controls[name][c_layer]
+        crossfit_correct[:] = math.nan
+        crossfit_layers, strongest_controls = (-1, -1), (name, name)
+        control_layers = {name: None for name in controls}
 
-    def statistic(idx: np.ndarray) -> np.ndarray:
-        ctrl = control_max(idx)
-        per_layer = layers[:, idx].mean(axis=1) - ctrl
-        return np.append(per_layer, crossfit_correct[idx].mean() - ctrl)
-
-    value, lo, hi = bootstrap_statistics(n, statistic, seed, n_boot)
+    # With every choice fixed, each figure is a mean of per-example differences, so the
+    # bootstrap is one matrix product per statistic.
+    per_example = np.vstack([layers - control_correct, crossfit_correct - control_correct])  # [L+1, n]
+    value = per_example.mean(axis=1)
+    idx = bootstrap_indices(n, seed, n_boot)
+    counts = np.zeros((n_boot, n))  # how often each example is drawn in each resample
+    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+    draws = (counts / n) @ np.nan_to_num(per_example).T  # [n_boot, L+1]
+    draws[:, np.isnan(value)] = math.nan
+    lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
     per_layer, lo_layer, hi_layer = value[:-1], lo[:-1], hi[:-1]
     best = int(np.argmax(per_layer))
 
@@ -336,7 +360,9 @@ def selectivity(
         selectivity_lo=lo_layer.tolist(),
         selectivity_hi=hi_layer.tolist(),
         control_accuracy=control_accuracy,
-        strongest_control=max(control_accuracy, key=control_accuracy.get),
+        control_layers=control_layers,
+        strongest_control=max(control_accuracy, key=lambda k: (control_accuracy[k], k)),
+        strongest_controls=strongest_controls,
         best_layer=best,
         best_selectivity=float(per_layer[best]),
         best_lo=float(lo_layer[best]),
@@ -344,7 +370,7 @@ def selectivity(
         crossfit_selectivity=float(value[-1]),
         crossfit_lo=float(lo[-1]),
         crossfit_hi=float(hi[-1]),
-        crossfit_layers=(layer_a, layer_b),
+        crossfit_layers=crossfit_layers,
         n_test=n,
         n_boot=n_boot,
         seed=seed,
@@ -363,6 +389,43 @@ def _subsample(rows: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.
     return np.sort(rng.choice(rows, size=max_rows, replace=False))
 
 
+def stack_features(parts: Sequence) -> sparse.csr_matrix:
+    """Side-by-side features of the same rows: dense [N, F] or [L, N, H] arrays (every layer
+    becomes columns) and sparse matrices. The input of a joint control."""
+    blocks = []
+    for part in parts:
+        if sparse.issparse(part):
+            blocks.append(part)
+        else:
+            array = np.asarray(part)
+            if array.ndim == 3:  # [L, N, H] -> [N, L*H]
+                array = array.transpose(1, 0, 2).reshape(array.shape[1], -1)
+            blocks.append(sparse.csr_matrix(array))
+    return sparse.hstack(blocks, format="csr")
+
+
+def _rows(features, rows: np.ndarray):
+    """The given rows of [N, F] features, or of every layer of [L, N, H] states."""
+    if sparse.issparse(features):
+        return features[rows]
+    features = np.asarray(features)
+    return features[:, rows] if features.ndim == 3 else features[rows]
+
+
+def control_probes(controls: dict, train_rows: np.ndarray, test_rows: np.ndarray,
+                   y_train: np.ndarray, y_test: np.ndarray, seed: int, C: float = 1.0) -> dict:
+    """Fit each control on its features' train rows and score it on the test rows; [L, N, H]
+    states give one probe per layer (a list), anything else one probe."""
+    out: dict = {}
+    for name, features in controls.items():
+        X_train, X_test = _rows(features, train_rows), _rows(features, test_rows)
+        if not sparse.issparse(features) and np.asarray(features).ndim == 3:
+            out[name] = probe_layers(X_train, y_train, X_test, y_test, seed, C)
+        else:
+            out[name] = fit_probe(X_train, y_train, X_test, y_test, seed, C)
+    return out
+
+
 def future_lens(
     acts: np.ndarray,
     future_tokens: np.ndarray,
@@ -370,6 +433,7 @@ def future_lens(
     train: np.ndarray,
     seed: int,
     *,
+    controls: dict | None = None,
     beyond_end: object = -1,
     max_rows: int = 5000,
     n_boot: int = 1000,
@@ -385,10 +449,13 @@ def future_lens(
     bool mask [N] of probe-train rows (the rest are test), or an array of train row
     indices. Train and test rows are each subsampled to at most `max_rows` per k.
 
-    For each k, every layer is probed and compared, via `selectivity`, with one control:
-    a probe that sees only a one-hot of the token at t. The "gain" is best-layer accuracy
-    minus that control; the curve reports both the point best layer and the honest
-    cross-fitted figure (see `SelectivityResult`). Returns a JSON-friendly dict.
+    Controls, for each k: "current-token" (a one-hot of `current_tokens`), every entry of
+    ``controls`` (features of the same N rows: [N, F] dense or sparse, or [L, N, H] states
+    of another model, probed per layer; the plan probes' controls), and, when ``controls``
+    is given, "joint": one probe on all of them side by side (a state that is two
+    controls' inputs together would otherwise beat each alone). The "gain" is the layer's
+    accuracy minus the strongest control, cross-fitted on both sides as in `selectivity`.
+    Returns a JSON-friendly dict.
     """
     n_layers, n_rows = acts.shape[0], acts.shape[1]
     future_tokens = np.asarray(future_tokens, dtype=object)
@@ -402,6 +469,7 @@ def future_lens(
         mask = np.zeros(n_rows, dtype=bool)
         mask[train] = True
         train = mask
+    controls = dict(controls or {})
 
     curve = []
     for k in range(1, future_tokens.shape[1] + 1):
@@ -417,16 +485,23 @@ def future_lens(
 
         y_train, y_test = _labels(column[train_rows]), _labels(column[test_rows])
         layers = probe_layers(acts[:, train_rows], y_train, acts[:, test_rows], y_test, seed, C)
-        # The control: what the current token alone (and any extra columns) tells about
-        # the token at t+k.
+        # What the current token alone (and any extra columns) tells about the token at t+k.
         X_train, X_test = one_hot_features(current[train_rows], current[test_rows])
-        control = fit_probe(X_train, y_train, X_test, y_test, seed, C)
-        sel = selectivity(layers, {"current-token": control}, seed, n_boot)
+        fitted = {"current-token": fit_probe(X_train, y_train, X_test, y_test, seed, C)}
+        if controls:
+            current_all = sparse.vstack([X_train, X_test], format="csr")
+            rows = np.concatenate([train_rows, test_rows])
+            joint = stack_features([current_all] + [_rows(f, rows) for f in controls.values()])
+            n_tr = train_rows.size
+            fitted["joint"] = fit_probe(joint[:n_tr], y_train, joint[n_tr:], y_test, seed, C)
+            fitted |= control_probes(controls, train_rows, test_rows, y_train, y_test, seed, C)
+        sel = selectivity(layers, fitted, seed, n_boot)
         best = sel.best_layer
         curve.append(point | {
             "best_layer": best,
             "best_accuracy": _round(sel.layer_accuracy[best]),
-            "control_accuracy": _round(control.accuracy),
+            "control_accuracy": _round(sel.control_accuracy[sel.strongest_control]),
+            "strongest_control": sel.strongest_control,
             "gain": _round(sel.best_selectivity),
             "gain_lo": _round(sel.best_lo),
             "gain_hi": _round(sel.best_hi),

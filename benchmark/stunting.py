@@ -1,6 +1,8 @@
 """The training losses of the reference baselines: ordinary, myopic and three stunted variants.
 
-The training loop calls, once per run, ``prepare_model(model, variant, cfg)`` and, per step,
+The training loop enters ``prepared(model, variant, cfg)`` once per run (a context manager:
+the myopic attention is installed inside it and removed on the way out, so a saved model is
+an ordinary one) and calls, per step,
 ``training_loss(model, variant, input_ids, attention_mask, loss_mask, cfg, decision_mask)``
 which returns the scalar loss to backpropagate and a dict of floats to log.
 
@@ -8,33 +10,41 @@ Conventions. ``loss_mask[b, t]`` is True where the prediction MADE AT position t
 t+1) counts, so the last column is always False. Position ids skip left padding, as in
 `benchmark.amplify`, so the trained p and the amplified q are computed alike.
 
-Variants:
+What "amplification" means here. A depth-1 beam search of width W is p renormalised over its
+top W tokens (q_1): it "helps" wherever the true token is in the top W, which is truncation
+of an underconfident model, not lookahead. Every stunted rule therefore uses the contrast of
+the depth-D distribution q_D with q_1 (`benchmark.amplify.lookahead_shift`), so each rule is
+exactly the plain loss for a search of depth 1:
 
 - ``unstunted``: mean next-token cross-entropy over ``loss_mask``.
 - ``myopic`` (Wu, Morris & Levine 2024): the same loss, but attention lets the loss at t
   send gradient into earlier positions only with strength ``beta`` (0 = fully myopic):
   keys and values of positions j < i are detached for query i, the diagonal keeps its
   gradient. The forward pass is unchanged. See `myopic_attention`.
-- ``stunted-skip`` (v1): drop the loss of every token where the amplified distribution q
-  gives the true token more probability than p does ("amplification helps").
-- ``stunted-penalty`` (v2): CE + mu * mean_t sum_{x != x_true} q_t(x) p_theta(x | prefix):
-  the probability the model gives to the amplified prediction's tokens other than the
-  truth, weighted by q. Bounded in [0, 1], see `amplification_penalty`.
-- ``stunted-balance`` (v3): per-token weights that make the tokens where amplification helps
-  and the others carry equal total weight and equal total update magnitude, see
-  `balance_weights`.
+- ``stunted-skip`` (v1): drop the loss of every amplified token where deeper search gives the
+  true token more probability than truncation does, q_D(y) > q_1(y).
+- ``stunted-penalty`` (v2): CE + mu * mean_t sum_{x != y} max(q_D(x) - q_1(x), 0) p_theta(x):
+  the probability the model gives to the tokens that deeper search promotes beyond
+  truncation, other than the truth. Bounded in [0, 1], see `amplification_penalty`.
+- ``stunted-balance`` (v3): per-token weights, as close to 1 as possible, under which the
+  batch's first-order movement toward q_D beyond q_1 is zero in magnitude and, where that
+  leaves at least half the tokens' worth of effective sample, in count; see
+  `balance_weights` for which constraint gives way first.
 
 q comes from `benchmark.amplify.amplified_scores` on the current weights, in eval mode
 (dropout off) without gradient, before each update. Where it is computed is set by
-``StuntConfig.positions``:
+``StuntConfig.positions``; every loss position carries its ordinary CE with weight 1 unless
+the variant's rule changes it, so the variants train on the same positions:
 
-- "all": at every loss position; the stunted loss covers them all.
-- "sample" (default): at a random fraction ``sample_frac`` of the loss positions; the
-  skip and balance losses are then computed over the sampled positions only (an unbiased
-  subsample of the "all" objective, at a fraction of the cost); the penalty variant keeps
-  CE over every loss position and averages the penalty over the sampled ones.
-- "decisions": at the positions of ``decision_mask`` (targeted stunting); every other loss
-  position keeps its ordinary CE with weight 1.
+- "all": at every loss position.
+- "sample" (default): at a random fraction ``sample_frac`` of the loss positions (an unbiased
+  subsample of "all", at a fraction of the cost). Skip drops only amplified tokens;
+  balance cancels the movement of the amplified tokens and the expected movement of the
+  others (estimated by the amplified tokens' mean, since they are a random sample).
+- "decisions": at the positions of ``decision_mask`` (targeted stunting).
+
+Every loss is a sum of weighted per-token CE divided by the number of loss positions, so a
+skipped token removes its update and leaves the others at the unstunted scale.
 
 Cost (bench/bench_train_step.py, 4 layers × 128, vocab 2,000, batch 32 × 64, W=4, D=2, one
 thread, as a multiple of the unstunted step): myopic 0.9–1.05x; stunted with "sample" at
@@ -45,12 +55,15 @@ amplified position, which is why "all" sits at about 3x.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
-from benchmark.amplify import amplified_scores, gain_per_position, position_ids_from_mask
+from benchmark.amplify import (DEFAULT_DEPTH, DEFAULT_WIDTH, amplified_scores, gain_per_position,
+                               lookahead_movement, lookahead_shift, position_ids_from_mask)
 from benchmark.variants import VARIANTS
 
 MYOPIC = "myopic"  # the attention implementation's registered name
@@ -60,14 +73,13 @@ MYOPIC = "myopic"  # the attention implementation's registered name
 class StuntConfig:
     """Settings of the myopic and stunted losses (unused fields are ignored by a variant)."""
 
-    width: int = 4  # beam width W of the amplification
-    depth: int = 2  # beam depth D
+    width: int = DEFAULT_WIDTH  # beam width W of the amplification (the evaluation's too)
+    depth: int = DEFAULT_DEPTH  # beam depth D (the evaluation's too)
     positions: str = "sample"  # where to amplify: "all" | "sample" | "decisions"
     sample_frac: float = 0.5  # share of loss positions amplified with positions="sample"
     beta: float = 0.0  # myopic: gradient scale through earlier positions (1 = ordinary)
     penalty_weight: float = 1.0  # mu of stunted-penalty
-    balance_measure: str = "grad"  # stunted-balance magnitude: "grad" (1 - p_true) | "logratio"
-    balance_lambda: float = 0.5  # lambda of the "logratio" measure |log p_lambda - log p|
+    min_ess: float = 0.5  # stunted-balance: effective sample size kept, as a share of tokens
 
 
 # --------------------------------------------------------------------------- myopic attention
@@ -139,22 +151,27 @@ def register_myopic_attention() -> None:
     AttentionMaskInterface.register(MYOPIC, eager_mask)
 
 
-def prepare_model(model: torch.nn.Module, variant: str, cfg: StuntConfig) -> torch.nn.Module:
-    """Set the model up for a variant (only myopic changes anything: its attention)."""
+@contextmanager
+def prepared(model: torch.nn.Module, variant: str, cfg: StuntConfig) -> Iterator[torch.nn.Module]:
+    """The model set up for ``variant`` inside the block (only myopic changes anything: its
+    attention); on the way out, even on an error, it is an ordinary model again (standard
+    attention, no ``myopic_beta`` attributes), ready to save."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    if variant == "myopic":
-        register_myopic_attention()
-        for module in model.modules():  # a plain attribute: never saved with the weights
-            module.myopic_beta = float(cfg.beta)
-        model.set_attn_implementation(MYOPIC)
-    return model
-
-
-def restore_attention(model: torch.nn.Module, implementation: str = "sdpa") -> torch.nn.Module:
-    """Back to a standard attention (do this before saving; configs do not store it anyway)."""
-    model.set_attn_implementation(implementation)
-    return model
+    if variant != "myopic":
+        yield model
+        return
+    register_myopic_attention()
+    before = model.config._attn_implementation
+    for module in model.modules():  # a plain attribute: never saved with the weights
+        module.myopic_beta = float(cfg.beta)
+    model.set_attn_implementation(MYOPIC)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(before if before != MYOPIC else "sdpa")
+        for module in model.modules():
+            module.__dict__.pop("myopic_beta", None)
 
 
 # --------------------------------------------------------------------------- per-token weights
@@ -179,103 +196,111 @@ def amplified_positions(
     raise ValueError(f"unknown positions {cfg.positions!r} (all | sample | decisions)")
 
 
-def balance_weights(helps: torch.Tensor, magnitude: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Non-negative weights, mean 1, that balance the two groups in count and in magnitude.
+def balance_weights(movement: torch.Tensor, others: int = 0, min_ess: float = 0.5) -> tuple[torch.Tensor, dict]:
+    """Weights w >= 0 (mean 1) for tokens with first-order movements m toward the amplified
+    prediction, as close to 1 as possible (least squares), such that
 
-    With H = tokens where amplification helps and N = the others (n tokens in all):
-        sum_H w = sum_N w = n / 2                       (count balance)
-        sum_H w * m = sum_N w * m = (n / 2) * mu        (magnitude balance)
-    Inside each group the weights are an exponential tilt of the uniform weights,
-    w_t ∝ exp(g * m_t), the least-informative reweighting that moves the group's weighted mean
-    magnitude to mu; g is found by bisection. mu is the overall mean magnitude clipped to the
-    range both groups can reach. If the groups' magnitude ranges do not overlap, exact
-    magnitude balance is impossible: each group goes as close as it can (reported as a gap).
-    If a group is empty, nothing can balance it and the weights are uniform.
+        magnitude:  sum_t w_t m_t + others * mean(m) = 0
+        count:      sum_t w_t sign(m_t) + others * mean(sign m) = 0
 
-    Returns float64 weights and {"count_gap", "magnitude_gap"} (relative, 0 when balanced).
+    ``others`` counts further tokens of the batch whose movement was not computed (weight 1,
+    a random sample like these, so their expected movement is the mean here). Closest-to-1
+    weights, not an exponential tilt: a tilt puts a group's whole weight on its most extreme
+    token (it collapsed batches onto one or two tokens, effective sample 4-8%).
+
+    Which constraint gives way: magnitude is the first-order update itself, so it is kept
+    first. Both are solved together when that leaves an effective sample size
+    (sum w)^2 / sum w^2 of at least ``min_ess`` of the tokens; otherwise count is dropped;
+    if magnitude alone still needs more, the weights move toward balance only as far as
+    ``min_ess`` allows and the remaining imbalance is reported. Nonnegativity is kept by
+    fixing negative weights at 0 and solving again (an active-set loop).
+
+    Returns float64 weights and {"ess", "residual" (|sum w m| / sum w |m| over the batch),
+    "count_balanced" (1/0), "shrink" (1 = fully balanced)}.
     """
-    m = magnitude.double()
+    m = movement.double()
     n = m.numel()
-    weights = torch.ones_like(m)
-    n_help = int(helps.sum())
-    if n_help == 0 or n_help == n:
-        return weights, {"count_gap": 1.0, "magnitude_gap": 1.0, "degenerate": 1.0}
-    m_h, m_n = m[helps], m[~helps]
-    lo, hi = max(m_h.min(), m_n.min()).item(), min(m_h.max(), m_n.max()).item()
-    mu = min(max(m.mean().item(), lo), hi) if lo <= hi else (lo + hi) / 2
-    w_h = _tilt_to_mean(m_h, mu) * (n / 2)
-    w_n = _tilt_to_mean(m_n, mu) * (n / 2)
-    weights[helps], weights[~helps] = w_h, w_n
-    mag_h, mag_n = (w_h * m_h).sum().item(), (w_n * m_n).sum().item()
-    gap = abs(mag_h - mag_n) / max(mag_h + mag_n, 1e-300)
-    return weights, {"count_gap": 0.0, "magnitude_gap": gap, "degenerate": 0.0}
+    ones = torch.ones_like(m)
+    if n == 0 or m.abs().max() < 1e-12:  # nothing moves (e.g. a depth-1 search): nothing to balance
+        return ones, {"ess": 1.0, "residual": 0.0, "count_balanced": 1.0, "shrink": 1.0}
+    sign = torch.sign(m)
+    targets = {"magnitude": -others * m.mean(), "count": -others * sign.mean()}
+
+    def solve(rows: list[torch.Tensor], rhs: list[torch.Tensor]) -> torch.Tensor | None:
+        free = torch.ones(n, dtype=torch.bool)
+        for _ in range(50):
+            A = torch.stack([ones[free]] + [r[free] for r in rows])  # [k+1, n_free]
+            b = torch.stack([torch.tensor(float(n), dtype=torch.float64)] + rhs)
+            # min |w - 1|^2 on the free tokens subject to A w = b: w = 1 + A^T (A A^T)^+ (b - A 1).
+            lam = torch.linalg.lstsq(A @ A.T, (b - A @ ones[free])[:, None]).solution[:, 0]
+            w_free = 1 + A.T @ lam
+            if (A @ w_free - b).abs().max() > 1e-6 * max(1.0, float(n)):
+                return None  # infeasible: no nonnegative weights satisfy the constraints
+            if (w_free >= 0).all():
+                w = torch.zeros_like(m)
+                w[free] = w_free
+                return w
+            idx = free.nonzero()[:, 0]
+            free[idx[w_free < 0]] = False
+            if free.sum() <= len(rows):
+                return None
+        return None
+
+    def ess(w: torch.Tensor) -> float:
+        return float(w.sum() ** 2 / (w.pow(2).sum() * n)) if w.pow(2).sum() > 0 else 0.0
+
+    count_balanced = 1.0
+    w = solve([m, sign], [targets["magnitude"], targets["count"]])
+    if w is None or ess(w) < min_ess:
+        count_balanced = 0.0
+        w = solve([m], [targets["magnitude"]])
+    shrink = 1.0
+    if w is None:  # every movement has the same sign: nothing can cancel it
+        w, shrink = ones.clone(), 0.0
+    elif ess(w) < min_ess:
+        lo, hi = 0.0, 1.0  # ESS falls as the weights move from 1 toward w: bisect the step
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if ess(1 + mid * (w - 1)) >= min_ess else (lo, mid)
+        shrink, w = lo, 1 + lo * (w - 1)
+    total_abs = float((w * m.abs()).sum() + others * m.abs().mean())
+    residual = abs(float((w * m).sum() + others * m.mean())) / max(total_abs, 1e-300)
+    return w, {"ess": ess(w), "residual": residual, "count_balanced": count_balanced, "shrink": shrink}
 
 
-def _tilt_to_mean(x: torch.Tensor, target: float, iters: int = 80) -> torch.Tensor:
-    """Probabilities w ∝ exp(g x) with sum w x as close to `target` as x's range allows."""
-    x_min, x_max = x.min().item(), x.max().item()
-    span = x_max - x_min
-    if span <= 1e-12 * max(1.0, abs(x_max)):
-        return torch.full_like(x, 1.0 / x.numel())
-    if target <= x_min:  # the limit g -> -inf: all weight on the smallest values
-        w = (x == x.min()).double()
-        return w / w.sum()
-    if target >= x_max:
-        w = (x == x.max()).double()
-        return w / w.sum()
-    z = (x - x_min) / span  # in [0, 1], so g in [-L, L] spans any reachable mean
-    lo, hi = -1000.0, 1000.0
-    for _ in range(iters):
-        g = (lo + hi) / 2
-        if (torch.softmax(g * z, 0) * x).sum().item() < target:
-            lo = g
-        else:
-            hi = g
-    return torch.softmax((lo + hi) / 2 * z, 0)
+def amplification_penalty(logits: torch.Tensor, amp: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per amplified position: sum over the top W tokens x != y of max(q_D(x) - q_1(x), 0) p_theta(x).
 
-
-def amplification_penalty(
-    logits: torch.Tensor, first_tokens: torch.Tensor, beam_weights: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor:
-    """Per position: sum over beams with first token x != target of weight * p_theta(x).
-
-    = sum_{x != x_true} q(x) p_theta(x): the model's probability on the amplified prediction
-    minus the truth. Each term is a product of probabilities and the q weights sum to 1, so the
-    penalty lies in [0, 1] and its gradient vanishes as p_theta(x) -> 0. Unlike a -KL(q || p)
-    "push away" term, which grows without bound as p_theta(x) -> 0, it cannot run away, and it
-    never pushes down the true token, so it does not fight the CE term.
+    The model's probability on what deeper search promotes beyond truncation, other than the
+    truth; 0 for a search of depth 1. Each term is a product of probabilities and the positive
+    shifts sum to at most 1, so the penalty lies in [0, 1] and its gradient vanishes as
+    p_theta(x) -> 0: unlike a -KL(q || p) "push away" term, which grows without bound as
+    p_theta(x) -> 0, it cannot run away, and it never pushes down the true token, so it does
+    not fight the CE term.
     """
-    logp_first = logits.gather(-1, first_tokens) - logits.logsumexp(-1, keepdim=True)
-    wrong = (first_tokens != targets[:, None]).to(beam_weights.dtype)
-    return (beam_weights * wrong * logp_first.exp()).sum(-1)
+    logp_top = logits.gather(-1, amp["top_tokens"]) - logits.logsumexp(-1, keepdim=True)
+    push = lookahead_shift(amp).clamp(min=0) * (amp["top_tokens"] != amp["targets"][:, None])
+    return (push.to(logp_top.dtype) * logp_top.exp()).sum(-1)
 
 
 def stunt_weights(
-    variant: str, loss_mask: torch.Tensor, amp: dict, cfg: StuntConfig
+    variant: str, loss_mask: torch.Tensor, amp: dict, cfg: StuntConfig, logp_top: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Per-position loss weights [B, T-1] of skip and balance (plain CE gets `loss_mask`).
-
-    `amp` is the `amplified_scores` output at the amplified positions.
-    """
-    B, T = loss_mask.shape
-    if cfg.positions == "decisions":  # positions not amplified keep their ordinary weight
-        weights = loss_mask[:, :-1].double()
-    else:  # "all" and "sample": the loss covers the amplified positions only
-        weights = torch.zeros(B, T - 1, dtype=torch.float64, device=loss_mask.device)
-    helps = amp["q_true"] > amp["logp_true"].exp()
+    """Per-position loss weights [B, T-1] of skip and balance: 1 at every loss position, the
+    variant's rule at the amplified ones. ``amp`` is the `amplified_scores` output there."""
+    weights = loss_mask[:, :-1].double()
+    helps = amp["q_true"] > amp["q1_true"]  # deeper search beats truncation on the truth
     stats = {"frac_helps": helps.double().mean().item() if len(helps) else 0.0}
     if variant == "stunted-skip":
         w = (~helps).double()
         stats["frac_dropped"] = 1.0 - w.mean().item() if len(w) else 0.0
     elif variant == "stunted-balance":
-        if cfg.balance_measure == "grad":
-            magnitude = 1.0 - amp["logp_true"].double().exp()
-        elif cfg.balance_measure == "logratio":
-            magnitude = gain_per_position(amp["logp_true"], amp["q_true"], cfg.balance_lambda).abs()
-        else:
-            raise ValueError(f"unknown balance_measure {cfg.balance_measure!r} (grad | logratio)")
-        w, info = balance_weights(helps, magnitude)
+        movement = lookahead_movement(amp, logp_top)
+        others = int(weights.sum().item()) - len(movement)
+        w, info = balance_weights(movement, others, cfg.min_ess)
         stats.update({f"balance_{k}": v for k, v in info.items()})
+        stats["movement_mean"] = movement.mean().item()
+        stats["movement_abs_mean"] = movement.abs().mean().item()
     else:
         raise ValueError(f"stunt_weights is for stunted-skip and stunted-balance, not {variant!r}")
     weights[amp["rows"], amp["ts"]] = w
@@ -297,8 +322,9 @@ def training_loss(
     """The scalar loss of one step for `variant`, and floats to log.
 
     Stats: ce (plain mean CE over loss_mask, comparable across variants), and for stunted
-    variants frac_amplified, frac_helps, amp_gain (mean log p_0.5 - log p at the amplified
-    positions), plus frac_dropped (skip), penalty (penalty), balance_* gaps (balance).
+    variants frac_amplified, frac_helps (q_D(y) > q_1(y)), amp_gain and amp_gain_depth1
+    (mean log p_0.5 - log p at the amplified positions, for q_D and q_1), plus frac_dropped
+    (skip), penalty (penalty), balance_ess / balance_residual / movement_* (balance).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -306,7 +332,7 @@ def training_loss(
     if loss_mask[:, -1].any():
         raise ValueError("loss_mask[b, t] marks the prediction made at t of token t+1: the last column must be False")
     if variant == "myopic" and model.config._attn_implementation != MYOPIC:
-        raise ValueError("call prepare_model(model, 'myopic', cfg) before training the myopic variant")
+        raise ValueError("train the myopic variant inside `prepared(model, 'myopic', cfg)`")
 
     amp = None
     if variant.startswith("stunted"):
@@ -331,18 +357,19 @@ def training_loss(
     if amp is None:  # nothing to amplify (no loss positions, or no decision point here)
         return plain, stats
     stats["amp_gain"] = gain_per_position(amp["logp_true"], amp["q_true"], 0.5).mean().item()
+    stats["amp_gain_depth1"] = gain_per_position(amp["logp_true"], amp["q1_true"], 0.5).mean().item()
 
+    amp_logits = logits[amp["rows"], amp["ts"]].float()
     if variant == "stunted-penalty":
-        penalty = amplification_penalty(logits[amp["rows"], amp["ts"]].float(), amp["first_tokens"],
-                                        amp["beam_weights"], amp["targets"]).mean()
+        penalty = amplification_penalty(amp_logits, amp).mean()
         stats["penalty"] = penalty.item()
-        stats["frac_helps"] = (amp["q_true"] > amp["logp_true"].exp()).double().mean().item()
+        stats["frac_helps"] = (amp["q_true"] > amp["q1_true"]).double().mean().item()
         return plain + cfg.penalty_weight * penalty, stats
 
-    weights, more = stunt_weights(variant, loss_mask, amp, cfg)
+    # The movement uses p of this very forward pass (the one the step trains), detached.
+    logp_top = (amp_logits.gather(-1, amp["top_tokens"]) - amp_logits.logsumexp(-1, keepdim=True)).detach()
+    weights, more = stunt_weights(variant, loss_mask, amp, cfg, logp_top)
     stats.update(more)
-    weights = weights.to(ce.dtype)
-    total = weights.sum()
-    if total <= 0:  # every token dropped: a zero loss that still belongs to the graph
-        return (ce * 0.0).sum(), stats
-    return (weights * ce).sum() / total, stats
+    # Divided by the number of loss positions, not by the weights' sum: a skipped token
+    # removes its own update and leaves every other token's at the unstunted scale.
+    return (weights.to(ce.dtype) * ce).sum() / n_loss, stats

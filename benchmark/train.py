@@ -144,7 +144,7 @@ def train_reference(
 
     ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar).
     """
-    from benchmark.stunting import StuntConfig, prepare_model, training_loss
+    from benchmark.stunting import StuntConfig, prepared, training_loss
 
     torch.manual_seed(cfg.seed)
     device = pick_device()
@@ -153,9 +153,8 @@ def train_reference(
     longest = max(len(it["ids"]) for items in data.values() for it in items)
     if longest > cfg.n_positions:
         raise ValueError(f"training text of {longest} tokens exceeds n_positions={cfg.n_positions}")
-    model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed)
+    model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed).to(device)
     stunt = StuntConfig(**cfg.stunt)
-    model = prepare_model(model, cfg.variant, stunt).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -164,23 +163,26 @@ def train_reference(
     start = time.time()
     model.train()
     steps = n_steps(data, cfg)
-    for step, (name, idx) in enumerate(batch_schedule(data, cfg)):
-        batch = collate([data[name][i] for i in idx], tokenizer.pad_token_id, device)
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(step, steps, cfg)
-        loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
-                                    batch.loss_mask, stunt, decision_mask=batch.decision_mask)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step} ({cfg.variant})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0 or step == steps - 1:
-            log.append({"step": step, "task": name, "loss": round(loss.item(), 5),
-                        **{k: round(float(v), 5) for k, v in stats.items()}})
-        if progress:
-            progress(step + 1, steps, loss.item())
+    # Inside `prepared` the variant's training-time device (myopic attention) is installed;
+    # it is gone when the block ends, so the saved model is an ordinary GPT-2.
+    with prepared(model, cfg.variant, stunt):
+        for step, (name, idx) in enumerate(batch_schedule(data, cfg)):
+            batch = collate([data[name][i] for i in idx], tokenizer.pad_token_id, device)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, steps, cfg)
+            loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
+                                        batch.loss_mask, stunt, decision_mask=batch.decision_mask)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {step} ({cfg.variant})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if step % 50 == 0 or step == steps - 1:
+                log.append({"step": step, "task": name, "loss": round(loss.item(), 5),
+                            **{k: round(float(v), 5) for k, v in stats.items()}})
+            if progress:
+                progress(step + 1, steps, loss.item())
     seconds = time.time() - start
     return save_reference(model, tokenizer, cfg, out_dir, {"seconds": round(seconds, 1), "log": log,
                           "steps": steps, "sequences_seen": steps * cfg.batch_size})
@@ -191,10 +193,6 @@ def save_reference(model, tokenizer, cfg: TrainConfig, out_dir: Path, info: dict
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    # Saved models always use the standard attention: myopia is a training-time device.
-    from benchmark.stunting import restore_attention
-
-    restore_attention(model)
     model.eval()
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from scipy import sparse
+
 from benchmark.probes import (
     ProbeResult,
     bag_of_words_features,
@@ -14,6 +16,7 @@ from benchmark.probes import (
     probe_layers,
     restrict,
     selectivity,
+    stack_features,
 )
 
 N_TRAIN, N_TEST, HIDDEN, N_LAYERS, N_CLASSES = 600, 400, 16, 4, 8
@@ -150,8 +153,8 @@ def test_selectivity_finds_the_planted_layer(data):
     assert result.best_layer == PLANTED
     assert result.selectivity_lo[PLANTED] > 0.3
     for layer in range(N_LAYERS):
-        if layer != PLANTED:
-            assert result.selectivity_lo[layer] <= 0.0
+        if layer != PLANTED:  # noise layers against an unbiased control: near 0, either sign
+            assert abs(result.selectivity[layer]) < 0.06 and result.selectivity_lo[layer] < 0.03
     # The honest cross-fitted figure picks the same layer on both halves here.
     assert result.crossfit_layers == (PLANTED, PLANTED)
     assert result.crossfit_lo > 0.3
@@ -322,3 +325,68 @@ def test_selectivity_with_one_test_example_has_no_crossfit():
     assert result.selectivity == [1.0, 1.0] and result.crossfit_layers == (-1, -1)
     assert result.to_dict()["crossfit_selectivity"] is None
     json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_null_selectivity_reads_zero_with_honest_coverage():
+    """The known null: every probe, model layers and controls alike, is right with the same
+    probability, so the true selectivity is 0. The strongest control is a maximum over eight
+    probes (five random-init layers and three others), as in a cell. Before the controls'
+    choices were cross-fitted the mean was -0.02 to -0.03 and the 95% interval covered 0 in
+    63-68% of draws; now every choice is made on the other half."""
+    estimates, covered = [], 0
+    for draw in range(200):
+        rng = np.random.default_rng(1000 + draw)
+        accuracy = rng.uniform(0.2, 0.6)
+        probe = lambda: correctness_probe(rng.random(400) < accuracy)  # noqa: E731
+        layers = [probe() for _ in range(5)]
+        controls = {"embedding": probe(), "random-init": [probe() for _ in range(5)],
+                    "bag-of-words": probe(), "joint": probe()}
+        result = selectivity(layers, controls, seed=draw, n_boot=200)
+        estimates.append(result.crossfit_selectivity)
+        covered += result.crossfit_lo <= 0 <= result.crossfit_hi
+    assert abs(np.mean(estimates)) <= 0.01
+    assert covered / 200 >= 0.90
+
+
+def two_part_data(n: int = 1200, seed: int = 3):
+    """A target that is a pair (a, b); one control knows a, another b, the state both."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    labels = np.array([f"{x}-{y}" for x, y in zip(a, b)])
+    know_a, know_b = np.eye(4)[a] + 0.1 * rng.normal(size=(n, 4)), np.eye(4)[b] + 0.1 * rng.normal(size=(n, 4))
+    return labels, know_a, know_b
+
+
+def test_joint_control_removes_what_the_controls_know_together():
+    labels, know_a, know_b = two_part_data()
+    tr, te = slice(0, 800), slice(800, None)
+    state = np.hstack([know_a, know_b])
+    layers = [fit_probe(state[tr], labels[tr], state[te], labels[te], 0)]
+    controls = {"a": fit_probe(know_a[tr], labels[tr], know_a[te], labels[te], 0),
+                "b": fit_probe(know_b[tr], labels[tr], know_b[te], labels[te], 0)}
+    alone = selectivity(layers, controls, seed=0, n_boot=200)
+    assert alone.crossfit_lo > 0.5  # each control alone knows a quarter of the target
+    joint = stack_features([know_a, know_b])
+    controls["joint"] = fit_probe(joint[:800], labels[tr], joint[800:], labels[te], 0)
+    together = selectivity(layers, controls, seed=0, n_boot=200)
+    assert together.crossfit_lo <= 0.0 <= together.crossfit_hi + 1e-9
+    assert together.strongest_controls == ("joint", "joint")
+
+
+def test_future_lens_gets_the_plan_probes_controls():
+    """On rhymes the token at t is always "/" and at t+1 "and": a current-token control is
+    blind, so a state that merely repeats what the prompt says looked like a +0.40 gain.
+    Given the prompt's features as a control, the gain is 0."""
+    rng = np.random.default_rng(11)
+    n, vocab = 900, 6
+    prompt_word = rng.integers(0, vocab, size=n)  # the prompt decides the token at t+2
+    future = np.stack([np.zeros(n, int), prompt_word], axis=1)
+    current = np.zeros(n, int)  # constant, as "/"
+    acts = (2.0 * np.random.default_rng(12).normal(size=(vocab, 8))[prompt_word] + rng.normal(size=(n, 8)))[None]
+    train = np.arange(n) < 600
+    blind = future_lens(acts, future, current, train, seed=0, n_boot=200)["curve"][1]
+    assert blind["crossfit_lo"] > 0.3
+    bow = sparse.csr_matrix(np.eye(vocab)[prompt_word])
+    seen = future_lens(acts, future, current, train, seed=0, n_boot=200,
+                       controls={"bag-of-words": bow})["curve"][1]
+    assert seen["crossfit_lo"] <= 0.0 and seen["strongest_control"] in ("bag-of-words", "joint")
