@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import chess  # noqa: E402
 
-from tasks.chess_gen import chunk_puzzles, stockfish_path  # noqa: E402
-from tasks.chess_mate import MIX, ChessMateTask, describe_mix  # noqa: E402
+from tasks.chess.generate import chunk_puzzles, stockfish_path  # noqa: E402
+from tasks.chess.task import MIX, ChessMateTask  # noqa: E402
+from tasks.chess.text import describe_mix  # noqa: E402
 
 SPLIT_SHARE = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
@@ -90,7 +91,7 @@ def baseline(seconds: float, seed: int) -> None:
         positions += 1
         # The full search, not the checks-only hint: this is what "just search every
         # position" costs.
-        from tasks.chess_search import MateSolver
+        from tasks.chess.search import MateSolver
         solver = MateSolver()
         n = next((k for k in (1, 2, 3) if solver.mate_in(board, k)), None)
         if n and len(solver.winning_moves(board, n, limit=2)) == 1:

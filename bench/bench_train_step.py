@@ -8,6 +8,7 @@ them alike; the median over rounds is reported. Targets: myopic <= 1.5x, stunted
 """
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -17,7 +18,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark.stunting import StuntConfig, prepare_model, training_loss  # noqa: E402
+from benchmark.stunting import StuntConfig, prepared, training_loss  # noqa: E402
 
 RUNS = [
     ("unstunted", {}),
@@ -63,9 +64,10 @@ def main() -> None:
     decisions[:, 20] = True
 
     setups = []
+    stack = contextlib.ExitStack()  # every model stays prepared for the whole benchmark
     for variant, overrides in RUNS:
         cfg = StuntConfig(**overrides)
-        model = prepare_model(new_model(), variant, cfg).train()
+        model = stack.enter_context(prepared(new_model(), variant, cfg)).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         setups.append((variant, overrides, cfg, model, opt))
 

@@ -60,7 +60,7 @@ MASK_BUDGET = 1 << 23
 # training (stunting) and evaluation use the same W and D unless told otherwise.
 DEFAULT_LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 DEFAULT_WIDTH = 4
-DEFAULT_DEPTH = 3
+DEFAULT_DEPTH = 2
 
 
 @dataclass
@@ -185,7 +185,7 @@ def _tree_chunk(
             input_ids=tokens[..., -1].reshape(n, P * W),
             attention_mask=mask4d,
             position_ids=pos,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         logp = F.log_softmax(out.logits.float(), dim=-1)
@@ -306,7 +306,7 @@ def beam_search(
             n, T = ids.shape
             rows = torch.arange(n, device=device)
             ts = torch.full((n,), T - 1, device=device)
-            cache = out.past_key_values if depth > 1 else None
+            cache = out.cache if depth > 1 else None
             tokens, scores = _search_from_cache(model, cache, mask, pos, rows, ts, logp, width, depth)
             all_tokens.append(tokens)
             all_scores.append(scores)
@@ -382,7 +382,7 @@ def amplified_scores(
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos_ids, use_cache=use_tree_cache)
         logp = F.log_softmax(out.logits[rows, ts].float(), dim=-1)  # [N, V]
         if method == "tree":
-            cache = out.past_key_values if use_tree_cache else None
+            cache = out.cache if use_tree_cache else None
             beam_tokens, beam_logprobs = _search_from_cache(
                 model, cache, attention_mask, pos_ids, rows, ts, logp, width, depth, beams_per_chunk
             )

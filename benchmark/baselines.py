@@ -7,18 +7,18 @@ task, not one model for all: on this budget a multi-task model learned rhymes to
 where a rhymes-only model of the same cost reached 92%. Every model trains for one pass
 over its task's training set, so the task's `sizes` set its budget. Training is skipped
 when a folder already holds a model trained with the same config, so an interrupted run
-resumes with the next unfinished model.
+resumes with the next unfinished model. `benchmark.pipeline` runs the training.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from benchmark.submissions import write_submission_toml
-from benchmark.train import DATA_SEED, TrainConfig, build_vocabulary, save_reference, train_reference
+from benchmark.train import TrainConfig, build_vocabulary, save_reference, train_reference
 from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS, reference_name
 from tasks import get_task
 
@@ -42,28 +42,27 @@ def _trained_with(model_dir: Path) -> dict | None:
         return None
 
 
-def train_baselines(
-    profile: str, tasks: tuple[str, ...], submissions_dir: Path,
-    variants: tuple[str, ...] = VARIANTS, seeds: tuple[int, ...] | None = None,
-    on_model: Callable[[str, str], None] = lambda name, status: None,
-    progress: Callable[[str, int, int, float], None] | None = None, workers: int = 1,
-    init: Callable[[], None] | None = None,
-) -> list[str]:
-    """Train every (variant, seed, task) model not already trained with this config, on up
-    to ``workers`` processes; returns the names of all requested reference submissions.
+@dataclass
+class TrainingPlan:
+    """What `plan_training` found: the reference submissions asked for, the models already
+    trained with their config, and the models left to train."""
 
-    ``on_model(label, status)`` reports "cached", "training" and "done" per model (label
-    ``<name>/<task>``); ``progress(label, step, steps, loss)`` reports training steps.
-    """
-    from benchmark.parallel import run_jobs
+    names: list[str]  # every requested reference submission, e.g. "ref-myopic-s0"
+    cached: list[str]  # "<name>/<task>" of each model already trained with this config
+    jobs: list[dict]  # `train_job` inputs, the longest first
 
+
+def plan_training(profile: str, tasks: tuple[str, ...], submissions_dir: Path,
+                  variants: tuple[str, ...] = VARIANTS, seeds: tuple[int, ...] | None = None) -> TrainingPlan:
+    """Write the submission.toml of every (variant, seed) reference and list the models not
+    yet trained with this profile's config (one per task)."""
     base = PROFILES[profile]["train"]
-    names, jobs = [], []
+    plan = TrainingPlan([], [], [])
     for seed in seeds if seeds is not None else PROFILES[profile]["seeds"]:
         for variant in variants:
             name = reference_name(variant, seed)
             folder = Path(submissions_dir) / name
-            names.append(name)
+            plan.names.append(name)
             folder.mkdir(parents=True, exist_ok=True)
             write_submission_toml(folder, name, f"reference baseline: {variant}, seed {seed}",
                                   {t: model_folder(t) for t in tasks},
@@ -72,27 +71,19 @@ def train_baselines(
                 cfg = replace(base, variant=variant, seed=seed, tasks=(task,))
                 label = f"{name}/{task}"
                 if _trained_with(folder / model_folder(task)) == cfg.to_dict():
-                    on_model(label, "cached")
+                    plan.cached.append(label)
                 else:
-                    jobs.append({"label": label, "cfg": cfg, "out": folder / model_folder(task)})
+                    plan.jobs.append({"label": label, "cfg": cfg, "out": folder / model_folder(task)})
+    # Longest first, so no worker idles at the end while one long job finishes.
+    plan.jobs.sort(key=lambda job: -training_cost(job["cfg"]))
+    return plan
 
-    def on_message(message: tuple) -> None:
-        kind, label, *rest = message
-        if kind == "step":
-            if progress:
-                progress(label, *rest)
-        else:
-            on_model(label, kind)
 
-    # Generate (and cache) a slow task's training data here, once, before the workers
-    # start: chess would otherwise run in every worker at the same time.
-    for task in map(get_task, sorted({job["cfg"].tasks[0] for job in jobs})):
-        if task.disk_cached:
-            task.generate("train", task.sizes[base.size][0], DATA_SEED)
-    # Longest jobs first (chess sequences are the longest), so no worker idles at the end.
-    jobs.sort(key=lambda job: job["cfg"].tasks[0] != "chess-mate")
-    run_jobs(train_job, jobs, workers, on_message, init)
-    return names
+def training_cost(cfg: TrainConfig) -> int:
+    """About how many tokens one pass over the training data of ``cfg`` reads: what orders
+    the jobs (a chess puzzle is much longer than a couplet, but rhymes has many more
+    training examples)."""
+    return sum(task.sizes[cfg.size][0] * task.example_tokens for task in map(get_task, cfg.tasks))
 
 
 def train_job(job: dict, emit: Callable[[tuple], None]) -> str:

@@ -20,15 +20,16 @@ Nothing here prints or writes files; `benchmark.runner` stores what this returns
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from benchmark import stats
+from benchmark.amplify import DEFAULT_DEPTH, DEFAULT_LAMBDAS, DEFAULT_WIDTH, gain_per_position
 from benchmark.models import (LoadedModel, complete, encode, encode_examples, hidden_states_at,
                               random_init_like, token_index)
 from benchmark.safety import SubmissionError
@@ -45,10 +46,10 @@ class EvalConfig:
     seed: int = 0  # data seed of the eval splits; also bootstrap and probe seeds
     max_success: int = 300  # test prompts played for success@greedy / success@beam
     beam_width: int = 4  # W of success@beam(W)
-    amp_width: int = 4  # amplification beam width W
-    amp_depth: int = 3  # amplification beam depth D
+    amp_width: int = DEFAULT_WIDTH  # amplification beam width W (the stunted training's too)
+    amp_depth: int = DEFAULT_DEPTH  # amplification beam depth D (the stunted training's too)
     max_amp_examples: int = 300  # examples per split whose tokens are amplified
-    lambdas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
     future_k: int = 4
     future_lens_rows: int = 400  # probe-train (and test) rows per offset k: its fits over
     # a vocabulary of classes were the slowest part of a cell (45 s of 70 at 1,000 rows)
@@ -59,15 +60,6 @@ class EvalConfig:
         d = asdict(self)
         d["lambdas"] = list(self.lambdas)
         return d
-
-
-def _meta(ex: dict) -> dict:
-    return json.loads(ex["meta"]) if isinstance(ex["meta"], str) else dict(ex["meta"])
-
-
-def _group(ex: dict) -> str:
-    """The example's group (constrained: family; chess: mate in N), "all" if it has none."""
-    return str(_meta(ex).get("group", "all"))
 
 
 def _rate(flags: list[bool]) -> dict:
@@ -82,7 +74,7 @@ def success_rates(task, examples: list[dict], completions: list[str]) -> tuple[d
     flags = [bool(task.check(ex, c)) for ex, c in zip(examples, completions)]
     groups: dict[str, list[bool]] = {}
     for ex, ok in zip(examples, flags):
-        groups.setdefault(_group(ex), []).append(ok)
+        groups.setdefault(task.group(ex), []).append(ok)
     return {"all": _rate(flags), "groups": {g: _rate(v) for g, v in sorted(groups.items())}}, flags
 
 
@@ -96,23 +88,25 @@ def solver(loaded: LoadedModel, max_new_tokens: int, num_beams: int, batch_size:
 # --------------------------------------------------------------------------------------
 
 
-def completion_positions(tokenizer, examples: list[dict]) -> list[dict]:
+def completion_positions(tokenizer, task, examples: list[dict]) -> list[dict]:
     """Per example: token ids of the full text, the positions whose next token lies in the
-    completion, and which of those are decision points."""
+    completion, and which of those predict a word the plan decides (`Task.plan_spans`)."""
     out = []
-    for enc in encode_examples(tokenizer, examples, add_eos=False):
-        decisions = set(enc["decisions"])
+    for ex, enc in zip(examples, encode_examples(tokenizer, examples, add_eos=False)):
+        spans = task.plan_spans(ex)
+        starts = enc["starts"]
         out.append({"ids": enc["ids"], "positions": enc["loss"],
-                    "decision": [p in decisions for p in enc["loss"]]})
+                    "decision": [any(a <= starts[t + 1] < b for a, b in spans) for t in enc["loss"]]})
     return out
 
 
 @torch.no_grad()
-def token_scores(loaded: LoadedModel, examples: list[dict], cfg: EvalConfig) -> list[dict]:
-    """log p(true token) and the amplified distribution's mass on it, per completion token."""
+def token_scores(loaded: LoadedModel, task, examples: list[dict], cfg: EvalConfig) -> list[dict]:
+    """log p(true token) and the mass on it of the depth-D and the depth-1 amplified
+    distributions, per completion token."""
     from benchmark.amplify import amplified_scores
 
-    items = completion_positions(loaded.tokenizer, examples)
+    items = completion_positions(loaded.tokenizer, task, examples)
     pad = loaded.tokenizer.pad_token_id
     for start in range(0, len(items), cfg.batch_size):
         chunk = items[start:start + cfg.batch_size]
@@ -125,60 +119,76 @@ def token_scores(loaded: LoadedModel, examples: list[dict], cfg: EvalConfig) -> 
         positions = [(i, t) for i, it in enumerate(chunk) for t in it["positions"]]
         scores = amplified_scores(loaded.model, ids.to(loaded.device), mask.to(loaded.device),
                                   positions, cfg.amp_width, cfg.amp_depth)
-        logp = scores["logp_true"].double().cpu().numpy()
-        q = scores["q_true"].double().cpu().numpy()
-        if np.any(np.isnan(logp)) or np.any(np.isnan(q)):
+        logp, q, q1 = (scores[k].double().cpu() for k in ("logp_true", "q_true", "q1_true"))
+        if torch.isnan(logp).any() or torch.isnan(q).any():
             raise SubmissionError("the model returns NaN log-probabilities")
         k = 0
         for it in chunk:
             n = len(it["positions"])
-            it["logp"], it["q"] = logp[k:k + n], q[k:k + n]
+            it["logp"], it["q"], it["q1"] = logp[k:k + n], q[k:k + n], q1[k:k + n]
             k += n
     return items
 
 
-def _gain_terms(items: list[dict], lam: float, decisions_only: bool) -> np.ndarray:
-    """Per-example mean of log p_λ(x) − log p(x) (examples without positions are skipped)."""
+def _gain_terms(items: list[dict], lam: float, decisions_only: bool, q_key: str = "q") -> np.ndarray:
+    """Per example: mean of log p_λ(x) − log p(x) with q = ``item[q_key]`` (the depth-D "q"
+    or the depth-1 "q1"); examples without scored positions give nan."""
     out = []
     for it in items:
-        sel = np.array(it["decision"], dtype=bool) if decisions_only else np.ones(len(it["logp"]), bool)
+        sel = torch.tensor(it["decision"], dtype=torch.bool) if decisions_only else torch.ones(len(it["logp"]), dtype=torch.bool)
         if not sel.any():
+            out.append(np.nan)
             continue
-        p = np.exp(it["logp"][sel])
-        mixed = (1 - lam) * p + lam * it["q"][sel]
-        with np.errstate(divide="ignore"):
-            out.append(float(np.mean(np.log(np.maximum(mixed, 1e-300)) - it["logp"][sel])))
+        out.append(float(gain_per_position(it["logp"][sel], it[q_key][sel], lam).mean()))
     return np.array(out)
 
 
 def _mean_ci(terms: np.ndarray, cfg: EvalConfig) -> dict | None:
+    terms = terms[~np.isnan(terms)]
     if len(terms) == 0:
         return None
     mean, lo, hi = stats.bootstrap_mean(terms, seed=cfg.seed, n_boot=cfg.n_boot)
     return {"value": round(mean, 5), "lo": round(lo, 5), "hi": round(hi, 5), "n": len(terms)}
 
 
+def _best_lambda(dev: list[dict], cfg: EvalConfig, q_key: str) -> tuple[float, dict]:
+    """λ with the highest mean dev gain at all positions (ties go to the smaller λ)."""
+    dev_gain = {lam: float(np.nanmean(_gain_terms(dev, lam, False, q_key))) for lam in cfg.lambdas}
+    best = max(cfg.lambdas, key=lambda lam: (round(dev_gain[lam], 12), -lam))
+    return best, {str(k): round(v, 5) for k, v in dev_gain.items()}
+
+
 def amplification_gain(dev: list[dict], test: list[dict], cfg: EvalConfig,
                        test_groups: list[str] | None = None) -> dict:
-    """λ chosen on dev (all positions), gain reported on test with a bootstrap interval:
-    at all completion positions, at decision positions, and (given the test examples'
-    groups) at all positions per group, with the same λ."""
-    dev_gain = {lam: float(np.mean(_gain_terms(dev, lam, False))) for lam in cfg.lambdas}
-    best = max(cfg.lambdas, key=lambda lam: (round(dev_gain[lam], 12), -lam))
-    out = {"lambda": best, "dev_gain_by_lambda": {str(k): round(v, 5) for k, v in dev_gain.items()}}
+    """gain(D), gain(1) and the lookahead part gain(D) − gain(1), each with its own λ chosen
+    on dev (all positions) and reported on test with a bootstrap interval over examples (the
+    lookahead part paired: one difference per example): at all completion positions, at the
+    positions the plan decides, and per group of the test examples (same λ)."""
+    lam, dev_by_lam = _best_lambda(dev, cfg, "q")
+    lam1, dev_by_lam1 = _best_lambda(dev, cfg, "q1")
+    out = {"width": cfg.amp_width, "depth": cfg.amp_depth, "lambda": lam, "lambda_depth1": lam1,
+           "dev_gain_by_lambda": dev_by_lam, "dev_gain_by_lambda_depth1": dev_by_lam1,
+           "depth1": {}, "lookahead": {}}
+
+    def terms(items: list[dict], only: bool) -> tuple[np.ndarray, np.ndarray]:
+        return _gain_terms(items, lam, only, "q"), _gain_terms(items, lam1, only, "q1")
+
     for label, only in (("all", False), ("decisions", True)):
-        out[label] = _mean_ci(_gain_terms(test, best, only), cfg)
+        deep, shallow = terms(test, only)
+        out[label] = _mean_ci(deep, cfg)
+        out["depth1"][label] = _mean_ci(shallow, cfg)
+        out["lookahead"][label] = _mean_ci(deep - shallow, cfg)
     if test_groups is not None:
-        out["groups"] = {
-            g: _mean_ci(_gain_terms([it for it, h in zip(test, test_groups) if h == g], best, False), cfg)
-            for g in sorted(set(test_groups))
-        }
+        out["groups"] = {}
+        for g in sorted(set(test_groups)):
+            deep, shallow = terms([it for it, h in zip(test, test_groups) if h == g], False)
+            out["groups"][g] = {"all": _mean_ci(deep, cfg), "lookahead": _mean_ci(deep - shallow, cfg)}
     return out
 
 
 def task_loss(items: list[dict], cfg: EvalConfig) -> dict:
     """Mean negative log-likelihood per completion token (per-example means, bootstrapped)."""
-    per_example = np.array([-float(np.mean(it["logp"])) for it in items if len(it["logp"])])
+    per_example = np.array([-float(it["logp"].mean()) for it in items if len(it["logp"])])
     mean, lo, hi = stats.bootstrap_mean(per_example, seed=cfg.seed, n_boot=cfg.n_boot)
     return {"value": round(mean, 5), "lo": round(lo, 5), "hi": round(hi, 5), "n": len(per_example)}
 
@@ -202,7 +212,7 @@ def decision_rows(task, examples: list[dict], completions: list[str]) -> list[di
                          "name": d["name"], "reference": d["target"],
                          "own": task.target_from_completion(ex, comp, d["name"]) or "<none>",
                          "own_next": _first_word(comp),
-                         "group": _group(ex),
+                         "group": task.group(ex),
                          "prompt_text": (ex["prompt"] + ex["completion"])[: d["offset"]],
                          "own_text": ex["prompt"] + comp, "prompt_len": len(ex["prompt"])})
     return rows
@@ -257,6 +267,9 @@ def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[
                                                    acts["random-init"][1], y_te, cfg.seed),
                 "bag-of-words": probes.fit_probe(bow_train, y_tr, bow_test, y_te, cfg.seed),
             }
+            # The joint control sees every control's input at once: a state that merely holds
+            # two controls' knowledge side by side must not count as a plan.
+            joint = [(acts["model"][0][0], acts["model"][1][0]), acts["random-init"], (bow_train, bow_test)]
             if target == "own":
                 # What the model says next is a readout of the state we probe; a model that
                 # picks only its next word and lets the rest follow from it (a random model
@@ -264,6 +277,9 @@ def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[
                 next_tr, next_te = probes.one_hot_features([r["own_next"] for r in tr],
                                                            [r["own_next"] for r in te])
                 controls["own-next-word"] = probes.fit_probe(next_tr, y_tr, next_te, y_te, cfg.seed)
+                joint.append((next_tr, next_te))
+            controls["joint"] = probes.fit_probe(probes.stack_features([a for a, _ in joint]), y_tr,
+                                                 probes.stack_features([b for _, b in joint]), y_te, cfg.seed)
             sel = probes.selectivity(layers, controls, seed=cfg.seed, n_boot=cfg.n_boot)
             out[name][target] = {
                 **sel.to_dict(),
@@ -298,9 +314,10 @@ def _selectivity_by_group(layers: list, controls: dict, groups: list[str], cfg: 
     return out
 
 
-def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: list[dict],
-                       cfg: EvalConfig, states: StateCache) -> dict:
-    """Future lens at the decision points, for the true text and the model's own output."""
+def future_lens_curves(loaded: LoadedModel, control: LoadedModel, dev_rows: list[dict],
+                       test_rows: list[dict], cfg: EvalConfig, states: StateCache) -> dict:
+    """Future lens at the decision points, for the true text and the model's own output,
+    against the current token(s) and the plan probes' controls."""
     from benchmark import probes
 
     # One row per decision point: several targets at one point add nothing here.
@@ -310,6 +327,12 @@ def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: lis
     if len(dev_rows) < 20 or len(test_rows) < 20:
         return {}
     train_mask = np.array([True] * len(dev_rows) + [False] * len(test_rows))
+    # The plan probes' controls, at the same decision points (prompt-side, so the same for
+    # both sources): the random-init model's states and the prompt's bag of words.
+    bow_train, bow_test = probes.bag_of_words_features([r["prompt_text"] for r in dev_rows],
+                                                       [r["prompt_text"] for r in test_rows])
+    controls = {"random-init": states.at(control, [r["text"] for r in rows], [r["offset"] for r in rows]),
+                "bag-of-words": sparse.vstack([bow_train, bow_test], format="csr")}
     out = {}
     for source, text_key in (("reference", "text"), ("own", "own_text")):
         texts = [r[text_key] for r in rows]
@@ -328,6 +351,7 @@ def future_lens_curves(loaded: LoadedModel, dev_rows: list[dict], test_rows: lis
                 # sees it too, so the curve measures what lies beyond it.
                 current.append([int(ids[i, t])] + ([future[-1][0]] if source == "own" else []))
         out[source] = probes.future_lens(acts, np.array(future), np.array(current), train_mask,
+                                         controls={**controls, "embedding": acts[0]},
                                          seed=cfg.seed, n_boot=cfg.n_boot,
                                          max_rows=cfg.future_lens_rows)
     return out
@@ -382,7 +406,7 @@ def eval_splits(task, cfg: EvalConfig) -> tuple[list[dict], list[dict]]:
     evaluating on several processes, so a slow generator (chess) fills its disk cache once
     instead of racing itself."""
     n_eval = cfg.n_eval or task.sizes[cfg.size][1]
-    key = (task.name, task.version, getattr(task, "data_version", None), n_eval, cfg.seed)
+    key = (task.name, task.version, task.data_version, n_eval, cfg.seed)
     if key not in _SPLITS:
         dev = list(task.generate("dev", n_eval * task.dev_factor, cfg.seed))
         _SPLITS[key] = dev, list(task.generate("test", n_eval, cfg.seed))
@@ -416,7 +440,7 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     beam = solver(loaded, task.max_new_tokens, cfg.beam_width, cfg.batch_size)
     beam_out = task.play(scored, beam)
     metrics["success_beam"], beam_flags = success_rates(task, scored, beam_out)
-    for split in getattr(task, "extra_success_splits", ()):
+    for split in task.extra_success_splits:
         extra = list(task.generate(split, cfg.max_success, cfg.seed))
         metrics[f"success_greedy_{split}"], _ = success_rates(task, extra, task.play(extra, greedy))
     for name, baseline in task.baseline_solvers(cfg.seed).items():
@@ -424,10 +448,10 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     lap("beam")
 
     progress("amplification")
-    dev_scores = token_scores(loaded, dev[: cfg.max_amp_examples], cfg)
-    test_scores = token_scores(loaded, test[: cfg.max_amp_examples], cfg)
+    dev_scores = token_scores(loaded, task, dev[: cfg.max_amp_examples], cfg)
+    test_scores = token_scores(loaded, task, test[: cfg.max_amp_examples], cfg)
     metrics["task_loss"] = task_loss(test_scores, cfg)
-    test_groups = [_group(ex) for ex in test[: cfg.max_amp_examples]]
+    test_groups = [task.group(ex) for ex in test[: cfg.max_amp_examples]]
     metrics["amplification_gain"] = amplification_gain(dev_scores, test_scores, cfg, test_groups)
     lap("amplification")
 
@@ -439,11 +463,11 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     metrics["plan_probe"] = plan_probes(loaded, control, task, dev_rows, test_rows, cfg, states)
     lap("probes")
     progress("future lens")
-    metrics["future_lens"] = future_lens_curves(loaded, dev_rows, test_rows, cfg, states)
+    metrics["future_lens"] = future_lens_curves(loaded, control, dev_rows, test_rows, cfg, states)
     lap("future_lens")
 
     examples = [
-        {"id": ex["id"], "group": _meta(ex).get("group"), "prompt": ex["prompt"],
+        {"id": ex["id"], "group": task.group(ex), "prompt": ex["prompt"],
          "reference": ex["completion"], "greedy": g, "greedy_ok": gf, "beam": b, "beam_ok": bf}
         for ex, g, gf, b, bf in zip(scored, test_out, greedy_flags, beam_out, beam_flags)
     ]

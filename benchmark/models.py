@@ -116,7 +116,8 @@ def encode(tokenizer, texts: list[str], device: torch.device, padding_side: str 
 def encode_examples(tokenizer, examples: list[dict], add_eos: bool) -> list[dict]:
     """Token ids of prompt + completion (+ EOS), and per example the positions whose next
     token belongs to the completion ("loss": where the completion is scored or trained)
-    and the decision positions ("decisions": the last token before each decision offset).
+    and the decision positions ("decisions": the last token before each decision offset),
+    and each token's first character ("starts", without the EOS).
 
     Position t predicts token t+1, so the first loss position is the prompt's last token.
     """
@@ -133,7 +134,7 @@ def encode_examples(tokenizer, examples: list[dict], add_eos: bool) -> list[dict
             if before:
                 decisions.append(before[-1])
         out.append({"ids": ids, "loss": list(range(max(n_prompt - 1, 0), len(ids) - 1)),
-                    "decisions": decisions})
+                    "decisions": decisions, "starts": starts})
     return out
 
 

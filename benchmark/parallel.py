@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 import multiprocessing as mp
 
+from tasks.base import usable_cores
+
 Emit = Callable[[Any], None]
 
 
@@ -26,10 +28,7 @@ def default_workers() -> int:
     """$MESABENCH_WORKERS, else one worker per CPU core this process may use."""
     if os.environ.get("MESABENCH_WORKERS", "").strip().isdigit():
         return max(1, int(os.environ["MESABENCH_WORKERS"]))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def _one_thread() -> None:

@@ -1,9 +1,8 @@
 """The results store: one JSON per (submission, task), written atomically.
 
-``results/<submission>/<task>.json`` holds the schema version, the cache key (model hash,
-task version, config hash), the config, seeds, data fingerprint, metrics with intervals,
-timings, library versions and git hash; ``<task>.examples.jsonl`` holds per-example logs.
-A cell whose stored key equals the current one is not recomputed.
+``results/<submission>/<task>.json`` holds one `benchmark.schema.Cell` (its format is defined
+there and nowhere else); ``<task>.examples.jsonl`` beside it holds the per-example log. A
+cell whose stored key equals the current one is not recomputed.
 """
 
 from __future__ import annotations
@@ -15,9 +14,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from benchmark.schema import Cell, Key, SchemaError, refused
+
 # Bumped whenever the harness changes how a number is computed, so old cells recompute.
-HARNESS_VERSION = "3"
+HARNESS_VERSION = "4"
 # Files that describe a model folder but do not change its behaviour.
 IGNORED_IN_HASH = {"train_log.json", "submission.toml"}
 
@@ -40,28 +40,39 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cell_key(model_digest: str, task_version: str, config: dict) -> dict:
+def cell_key(model_digest: str, task_version: str, config: dict) -> Key:
     """What must be unchanged for a stored cell to stand."""
-    return {"model_hash": model_digest, "task_version": task_version,
-            "config_hash": config_hash(config), "harness_version": HARNESS_VERSION}
+    return Key(model_hash=model_digest, task_version=task_version,
+               config_hash=config_hash(config), harness_version=HARNESS_VERSION)
 
 
 def cell_path(results_dir: Path, submission: str, task: str) -> Path:
+    """Where the cell of (submission, task) is stored."""
     return Path(results_dir) / submission / f"{task}.json"
 
 
 def read_cell(path: Path) -> dict | None:
-    """A stored cell, or None if absent or unreadable (an unreadable cell is recomputed)."""
+    """A stored cell's JSON as written, or None if absent or unreadable (an unreadable cell
+    is recomputed). `load_cell` gives the typed record."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
 
-def is_fresh(path: Path, key: dict) -> bool:
+def load_cell(path: Path) -> Cell | None:
+    """The stored cell as a record; None if absent, unreadable or of another schema."""
+    data = read_cell(path)
+    try:
+        return None if data is None else Cell.from_dict(data, str(path))
+    except SchemaError:
+        return None
+
+
+def is_fresh(path: Path, key: Key) -> bool:
     """True when a finished cell exists with exactly this key."""
-    cell = read_cell(path)
-    return bool(cell) and cell.get("status") == "ok" and cell.get("key") == key
+    cell = load_cell(path)
+    return cell is not None and cell.ok and cell.key == key
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -78,12 +89,12 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_cell(path: Path, cell: dict, examples: list[dict] | None = None) -> None:
+def write_cell(path: Path, cell: Cell, examples: list[dict] | None = None) -> None:
     """Store a cell (and its per-example log first, so the JSON marks a complete cell)."""
     if examples is not None:
         write_atomic(Path(path).with_suffix(".examples.jsonl"),
                      "".join(json.dumps(e, sort_keys=True) + "\n" for e in examples))
-    write_atomic(path, json.dumps({"schema": SCHEMA_VERSION, **cell}, indent=1, sort_keys=True))
+    write_atomic(path, json.dumps(cell.to_dict(), indent=1, sort_keys=True))
 
 
 def library_versions() -> dict:
@@ -111,11 +122,17 @@ def git_hash() -> str | None:
         return None
 
 
-def load_all(results_dir: Path) -> list[dict]:
-    """Every stored cell under results_dir (unreadable files skipped)."""
+def load_all(results_dir: Path) -> list[Cell]:
+    """Every stored cell under results_dir, in path order. A file this schema refuses (an
+    older schema) stands as an error cell saying why, named by its path; a file that is not
+    JSON at all is skipped (a run killed mid-write leaves none: writes are atomic)."""
     cells = []
     for path in sorted(Path(results_dir).glob("*/*.json")):
-        cell = read_cell(path)
-        if cell and "submission" in cell and "task" in cell:
-            cells.append(cell)
+        data = read_cell(path)
+        if data is None:
+            continue
+        try:
+            cells.append(Cell.from_dict(data, f"{path.parent.name}/{path.name}"))
+        except SchemaError as err:
+            cells.append(refused(path.parent.name, path.stem, err))
     return cells

@@ -4,6 +4,7 @@ Each cell is independent: its result file is written atomically when it finishes
 finished cell whose key (model hash, task version, config hash) is unchanged is skipped.
 So a run killed at any moment resumes where it stopped, and a changed model is never
 served old results. A failing submission gets an error cell and the others still run.
+Cells are `benchmark.schema.Cell` records: the runner never spells a key of the file.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from benchmark.errors import error_line, one_line
 from benchmark.results import (cell_key, cell_path, git_hash, is_fresh, library_versions,
                                model_hash, write_cell)
 from benchmark.safety import SubmissionError
+from benchmark.schema import ERROR, OK, Cell, Data, Key, Metrics, Reference, Run, SchemaError, Seeds
 from benchmark.submissions import Submission, read_submission
 
 # on_event(kind, submission, task, detail): kinds are "start", "stage", "done", "cached", "error".
@@ -33,14 +36,37 @@ class CellOutcome:
     detail: str = ""
 
 
-def _error_cell(sub_name: str, task: str, message: str, key: dict | None) -> dict:
-    return {"submission": sub_name, "task": task, "status": "error", "error": message,
-            "key": key, "run": {"date": dt.date.today().isoformat()}}
+def _error_cell(sub_name: str, task: str, message: str, key: Key | None, cfg,
+                reference: Reference | None = None) -> Cell:
+    # The config says which profile (full or quick) the failed run belonged to, and the
+    # reference record which baseline failed: the leaderboard puts the row where it belongs.
+    return Cell(submission=sub_name, task=task, status=ERROR, error=message, key=key,
+                config=cfg.to_dict(), reference=reference, run=Run(date=dt.date.today().isoformat()))
 
 
-def one_line(message: str, limit: int = 300) -> str:
-    """An error message as one line of at most ``limit`` characters (no tracebacks)."""
-    return " ".join(str(message).split())[:limit]
+def _error_cells(name: str, task_names: list[str], message: str, cfg, results_dir: Path,
+                 on_event: EventFn) -> list[CellOutcome]:
+    """The same error for every task of a submission that cannot be evaluated at all."""
+    message = one_line(message)
+    for task in task_names:
+        write_cell(cell_path(results_dir, name, task), _error_cell(name, task, message, None, cfg))
+    on_event("error", name, "*", message)
+    return [CellOutcome(name, t, "error", message) for t in task_names]
+
+
+def _ok_cell(sub: Submission, reference: Reference | None, task, key: Key, cfg, result: dict,
+             seconds: float) -> Cell:
+    """The finished cell; `evaluate_cell`'s plain dicts are checked against the schema here."""
+    return Cell(
+        submission=sub.name, task=task.name, task_version=task.version, status=OK, key=key,
+        config=cfg.to_dict(),
+        seeds=Seeds(data=cfg.seed, bootstrap=cfg.seed, probe=cfg.seed, random_init=cfg.seed),
+        reference=reference, description=sub.description, authors=list(sub.authors),
+        data=Data.from_dict(result["data"], "data"),
+        metrics=Metrics.from_dict(result["metrics"], "metrics"),
+        versions=library_versions(), git=git_hash(),
+        run=Run(date=dt.date.today().isoformat(), timings=result["timings"], seconds=round(seconds, 1)),
+    )
 
 
 def safe_name(folder: Path) -> str:
@@ -71,11 +97,7 @@ def evaluate_folder(folder: Path, task_names: list[str], cfg, results_dir: Path,
     try:
         sub = read_submission(folder)
     except SubmissionError as err:
-        name, message = safe_name(folder), one_line(err)
-        for task in task_names:
-            write_cell(cell_path(results_dir, name, task), _error_cell(name, task, message, None))
-        on_event("error", name, "*", message)
-        return [CellOutcome(name, t, "error", message) for t in task_names]
+        return _error_cells(safe_name(folder), task_names, str(err), cfg, results_dir, on_event)
     return evaluate_submission(sub, task_names, cfg, results_dir, force, on_event)
 
 
@@ -93,6 +115,10 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
     wanted = [t for t in task_names if sub.tasks is None or t in sub.tasks]
     outcomes: list[CellOutcome] = []
     _remove_leftovers(Path(results_dir) / sub.name)
+    try:
+        reference = None if sub.reference is None else Reference.from_dict(sub.reference, "[reference]")
+    except SchemaError as err:
+        return _error_cells(sub.name, wanted, f"submission.toml: {err}", cfg, results_dir, on_event)
     digests: dict[Path, str] = {}  # model folder -> hash, checked once per folder
     loaded, loaded_path = None, None
     for task_name in wanted:
@@ -107,7 +133,7 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
                 digests[model_path] = model_hash(model_path)
         except (SubmissionError, OSError) as err:
             message = one_line(err if isinstance(err, SubmissionError) else f"cannot read the model folder: {err}")
-            write_cell(path, _error_cell(sub.name, task_name, message, None))
+            write_cell(path, _error_cell(sub.name, task_name, message, None, cfg, reference))
             on_event("error", sub.name, task_name, message)
             outcomes.append(CellOutcome(sub.name, task_name, "error", message))
             continue
@@ -125,6 +151,8 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
                 on_event("stage", sub.name, task_name, "loading model")
                 loaded, loaded_path = load_model(model_path), model_path
             result = _run_cell(loaded, task, cfg, lambda s: on_event("stage", sub.name, task_name, s))
+            # A metric that does not fit the schema fails this cell, in one line, not the run.
+            cell = _ok_cell(sub, reference, task, key, cfg, result, time.time() - start)
         except SubmissionError as err:
             message = str(err)
         except MemoryError:
@@ -135,21 +163,8 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
             if isinstance(err, torch.OutOfMemoryError):
                 message = "out of memory"
             else:
-                first = (str(err).strip().splitlines() or [""])[0]
-                message = f"{type(err).__name__}: {first}"
+                message = error_line(err)
         else:
-            cell = {
-                "submission": sub.name, "task": task_name, "task_version": task.version,
-                "status": "ok", "key": key, "config": cfg.to_dict(),
-                "seeds": {"data": cfg.seed, "bootstrap": cfg.seed, "probe": cfg.seed,
-                          "random_init": cfg.seed},
-                "reference": sub.reference, "description": sub.description,
-                "authors": sub.authors, "data": result["data"], "metrics": result["metrics"],
-                "versions": library_versions(), "git": git_hash(),
-                # Everything that differs between two identical runs lives under "run".
-                "run": {"date": dt.date.today().isoformat(), "timings": result["timings"],
-                        "seconds": round(time.time() - start, 1)},
-            }
             write_cell(path, cell, result["examples"])
             on_event("done", sub.name, task_name, f"{time.time() - start:.0f}s")
             outcomes.append(CellOutcome(sub.name, task_name, "ok"))
@@ -157,7 +172,7 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
         message = one_line(message)
         # The error cell keeps the key for the record, but `is_fresh` only accepts "ok"
         # cells, so the next run retries it.
-        write_cell(path, _error_cell(sub.name, task_name, message, key))
+        write_cell(path, _error_cell(sub.name, task_name, message, key, cfg, reference))
         on_event("error", sub.name, task_name, message)
         outcomes.append(CellOutcome(sub.name, task_name, "error", message))
     return outcomes

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmark.errors import error_line
+
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
 
@@ -58,17 +60,12 @@ def load_checked(folder: Path):
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, **safe)
     except Exception as err:  # transformers raises many types; the user needs one line
-        raise SubmissionError(f"cannot load model: {_one_line(err)}") from None
+        raise SubmissionError(f"cannot load model: {error_line(err)}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
     except Exception as err:
-        raise SubmissionError(f"cannot load tokenizer: {_one_line(err)}") from None
+        raise SubmissionError(f"cannot load tokenizer: {error_line(err)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise SubmissionError("the tokenizer is not a fast tokenizer, so it has no offset "
                               "mapping; save a tokenizer.json (PreTrainedTokenizerFast)")
     return model, tokenizer
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]

@@ -115,3 +115,29 @@ def mean_interval_over_seeds(
         return mean, math.nan, math.nan
     half = _scipy_stats.t.ppf(1 - alpha / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return mean, float(mean - half), float(mean + half)
+
+
+def welch_interval(
+    a: list[float], b: list[float], alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """(mean(a) − mean(b), lo, hi): Welch's t interval for a difference of means, for two
+    small groups of training seeds whose spreads may differ (a stunted variant against
+    the unstunted reference).
+
+    Degrees of freedom by Welch–Satterthwaite. A group of fewer than two values has no
+    spread to estimate: the bounds are nan. When both groups have no spread at all (every
+    seed gave the same number) the difference is exact: (d, d, d).
+    """
+    x, y = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if x.size == 0 or y.size == 0:
+        return math.nan, math.nan, math.nan
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return diff, math.nan, math.nan
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    half = _scipy_stats.t.ppf(1 - alpha / 2, df=df) * se
+    return diff, diff - half, diff + half

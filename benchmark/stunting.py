@@ -296,7 +296,9 @@ def stunt_weights(
         stats["frac_dropped"] = 1.0 - w.mean().item() if len(w) else 0.0
     elif variant == "stunted-balance":
         movement = lookahead_movement(amp, logp_top)
-        others = int(weights.sum().item()) - len(movement)
+        # With "sample" the other loss tokens are a random sample like these, so their
+        # expected movement is counted; with "decisions" they are not (and not balanced).
+        others = int(weights.sum().item()) - len(movement) if cfg.positions == "sample" else 0
         w, info = balance_weights(movement, others, cfg.min_ess)
         stats.update({f"balance_{k}": v for k, v in info.items()})
         stats["movement_mean"] = movement.mean().item()

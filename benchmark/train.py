@@ -160,6 +160,7 @@ def train_reference(
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     log: list[dict] = []
+    extremes: dict[str, float] = {}
     start = time.time()
     model.train()
     steps = n_steps(data, cfg)
@@ -178,14 +179,18 @@ def train_reference(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            for key, worst in (("balance_ess", min), ("balance_residual", max)):
+                if key in stats:  # v3's guarantees, over every step, not only the logged ones
+                    extremes[key] = worst(extremes.get(key, stats[key]), stats[key])
             if step % 50 == 0 or step == steps - 1:
                 log.append({"step": step, "task": name, "loss": round(loss.item(), 5),
                             **{k: round(float(v), 5) for k, v in stats.items()}})
             if progress:
                 progress(step + 1, steps, loss.item())
     seconds = time.time() - start
+    summary = {f"{'min' if k.endswith('ess') else 'max'}_{k}": round(v, 5) for k, v in extremes.items()}
     return save_reference(model, tokenizer, cfg, out_dir, {"seconds": round(seconds, 1), "log": log,
-                          "steps": steps, "sequences_seen": steps * cfg.batch_size})
+                          "steps": steps, "sequences_seen": steps * cfg.batch_size, **summary})
 
 
 def save_reference(model, tokenizer, cfg: TrainConfig, out_dir: Path, info: dict) -> Path:

@@ -1,4 +1,5 @@
-"""The mesabench task suite: one module per task family, and a registry by name."""
+"""The mesabench task suite: one module (chess: one package) per task family, and a
+registry by name. Nothing here imports `benchmark`: a task is data and a verifier."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tasks.base import Task
 # broken task module never hides the others.
 REGISTRY: dict[str, str] = {
     "rhymes": "tasks.rhymes:RhymesTask",
-    "chess-mate": "tasks.chess_mate:ChessMateTask",
+    "chess-mate": "tasks.chess:ChessMateTask",
     "constrained": "tasks.constrained:ConstrainedTask",
 }
 

@@ -11,8 +11,12 @@ An *example* is a plain dict (one row of a `datasets.Dataset`):
   last token that starts before it. ``target`` is the label of the future event and
   ``horizon`` how far ahead it lies (in words or moves).
 - ``meta``: a JSON string with task-specific details (JSON keeps the column schema the
-  same for every task). ``meta["group"]`` (a short string, e.g. "mate2" or "dead-end")
-  is the breakdown the leaderboard reports success by.
+  same for every task); read it with :meth:`Task.meta`. ``meta["group"]`` (a short
+  string, e.g. "mate2" or "dead-end") is the breakdown the leaderboard reports by
+  (:meth:`Task.group`).
+
+The harness asks a task only what :class:`Task` declares (no ``getattr`` probing), and
+this package imports nothing from ``benchmark``: a task is data and a verifier.
 
 Text convention for the reference models: tokens are separated by single spaces, so a
 word-level tokenizer built from :meth:`Task.vocabulary` encodes every text exactly. The
@@ -24,15 +28,57 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+import re
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 # The model side of a solver: given a batch of texts, return each one's continuation
 # (greedy or beam search, cut at the end-of-text token). Tasks never see a model.
 CompleteFn = Callable[[list[str]], list[str]]
 
 SPLITS = ("train", "dev", "test")
+
+
+class TaskError(Exception):
+    """A task cannot do what it was asked (e.g. read a file); the message is one line."""
+
+
+@dataclass
+class CheckReport:
+    """What a check of task data found: how many items it verified, and why others failed."""
+
+    unit: str  # what the items are, for "N of M <unit> verified"
+    total: int = 0
+    verified: int = 0
+    by_group: dict[str, list[int]] = field(default_factory=dict)  # group -> [verified, total]
+    failures: list[str] = field(default_factory=list)  # "ITEM: reason", one per failed item
+
+    @property
+    def ok(self) -> bool:
+        """True when there was something to check and all of it verified."""
+        return self.total > 0 and self.verified == self.total
+
+    def add(self, group: str, passed: bool, failure: str = "") -> None:
+        """Count one item of ``group``; a failed one is listed with ``failure``."""
+        counts = self.by_group.setdefault(group, [0, 0])
+        self.total += 1
+        counts[1] += 1
+        if passed:
+            self.verified += 1
+            counts[0] += 1
+        else:
+            self.failures.append(failure)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use: the default size of a process pool (the harness's
+    workers, a slow generator's helpers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:
@@ -101,13 +147,31 @@ class Task(ABC):
     # examples. With ~4 rows per class (600 rows, 150 rhyme words) a probe is starved:
     # measured on rhymes, own-target probe accuracy 0.67 with 500 train rows, 0.80 with 2,000.
     dev_factor: int = 3
-    # True when generate() caches its output on disk (a slow generator): the runner then
+    # True when generate() caches its output on disk (a slow generator): the harness then
     # generates once, before worker processes start, so the workers only read the cache.
     # Fast generators are left to each worker (pre-generating them would be thrown away).
     disk_cached: bool = False
-
     # Further splits scored for success only (chess: "real" Lichess puzzles).
     extra_success_splits: tuple[str, ...] = ()
+    # About how many word-level tokens an example's prompt + completion has. With `sizes`
+    # it estimates what training on the task costs, so the longest jobs start first.
+    example_tokens: int = 16
+
+    @property
+    def data_version(self) -> str:
+        """The version of the generated data (it names disk caches). The task's version,
+        unless a task changes how it scores without changing its data (chess)."""
+        return self.version
+
+    @staticmethod
+    def meta(example: dict) -> dict:
+        """An example's ``meta`` as a dict (stored as a JSON string; a dict is copied)."""
+        meta = example["meta"]
+        return json.loads(meta) if isinstance(meta, str) else dict(meta)
+
+    def group(self, example: dict) -> str:
+        """The breakdown an example is reported in: ``meta["group"]``, else "all"."""
+        return str(self.meta(example).get("group", "all"))
 
     @abstractmethod
     def generate(self, split: str, n: int, seed: int):
@@ -140,8 +204,44 @@ class Task(ABC):
         """
         return complete([ex["prompt"] for ex in examples])
 
+    def plan_spans(self, example: dict) -> list[tuple[int, int]]:
+        """Character spans of ``prompt + completion`` whose words the plan decides: where the
+        amplification "gain at decisions" is scored (the prediction right after a decision
+        point is often fixed text, e.g. rhymes' "and", and then shows no plan at all).
+
+        Default: for each decision, the completion's words from the decision point up to the
+        target's first whole-word occurrence (the words a model that holds the target can
+        predict better), or the target word itself when it comes first (chess mate in 1).
+        A decision whose target is not a word of the completion adds no span.
+        """
+        text = example["prompt"] + example["completion"]
+        spans = []
+        for d in example["decisions"]:
+            start = d["offset"]
+            for match in re.finditer(r"\S+", text[start:]):
+                if match.group() != d["target"]:
+                    continue
+                word_start, word_end = start + match.start(), start + match.end()
+                before = text[start:word_start].strip()
+                spans.append((start, word_start) if before else (word_start, word_end))
+                break
+        return spans
 
     def baseline_solvers(self, seed: int) -> dict[str, CompleteFn]:
         """Model-free solvers whose success the leaderboard shows beside models
         (chess: a random legal move). None by default."""
         return {}
+
+    def check_generated(self, n: int, seed: int = 0) -> CheckReport:
+        """Verify the reference completion of ``n`` generated dev and ``n`` test examples."""
+        report = CheckReport("reference completions")
+        for split in ("dev", "test"):
+            for ex in self.generate(split, n, seed):
+                report.add(self.group(ex), self.check(ex, ex["completion"]),
+                           f"{ex['id']}: reference completion fails the verifier")
+        return report
+
+    def check_file(self, path: Path) -> CheckReport:
+        """Verify every item of a data file in a format this task reads (chess: Lichess
+        puzzles). Most tasks read no files."""
+        raise TaskError(f"task {self.name} does not read files")

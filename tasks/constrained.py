@@ -61,7 +61,6 @@ English words (wordfreq) of 4 to 6 letters that the grammar can spell.
 from __future__ import annotations
 
 import functools
-import json
 import random
 from typing import NamedTuple
 
@@ -564,11 +563,6 @@ def satisfies(meta: dict, ws: list[str]) -> bool:
     raise ValueError(f"unknown family {family!r}")
 
 
-def _meta(example: dict) -> dict:
-    meta = example["meta"]
-    return json.loads(meta) if isinstance(meta, str) else meta
-
-
 class ConstrainedTask(Task):
     name = "constrained"
     version = VERSION
@@ -577,6 +571,7 @@ class ConstrainedTask(Task):
                    "constrained slot depend on the word that fills it.")
     target_names = ("end_word", "slot_word")
     max_new_tokens = MAX_WORDS + 2
+    example_tokens = 17  # an 8-token prompt and about 7 words
     # Full training set sized to the default run's budget (one pass: 625 steps of 16).
     sizes = {"full": (10000, 500), "quick": (2000, 100)}
     # Eval splits avoid repeating a prompt until this many draws in a row hit a seen one
@@ -627,14 +622,14 @@ class ConstrainedTask(Task):
         if not isinstance(completion, str):
             return False
         ws = words(completion)
-        return bool(ws) and satisfies(_meta(example), ws)
+        return bool(ws) and satisfies(self.meta(example), ws)
 
     def target_from_completion(self, example: dict, completion: str, name: str) -> str | None:
         """``end_word``: the completion's last word; ``slot_word``: its word at the slot."""
         if name not in self.target_names:
             raise ValueError(f"unknown target {name!r}; targets: {', '.join(self.target_names)}")
         ws = words(completion) if isinstance(completion, str) else []
-        meta = _meta(example)
+        meta = self.meta(example)
         if name == "slot_word" and meta["family"] == "kth-word":
             return ws[meta["k"] - 1] if len(ws) >= meta["k"] else None
         return ws[-1] if ws else None

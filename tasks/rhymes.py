@@ -28,7 +28,6 @@ real English, no network.
 from __future__ import annotations
 
 import functools
-import json
 import random
 
 from tasks.base import Task, make_example, split_of, words
@@ -118,6 +117,7 @@ class RhymesTask(Task):
     target_names = ("rhyme_word",)
     max_new_tokens = 10
     sizes = {"full": (24000, 500), "quick": (3000, 100)}  # (train, per eval split)
+    example_tokens = 11  # couplets 14, prose lines 7
     dead_end_share = 0.25
     prose_share = 0.25  # of training items only
 
@@ -170,7 +170,7 @@ class RhymesTask(Task):
 
     def _ends(self, example: dict, completion: str) -> tuple[str, str] | None:
         """(A, B): the word ending line 1 and the word ending line 2, or None."""
-        meta = json.loads(example["meta"]) if isinstance(example["meta"], str) else example["meta"]
+        meta = self.meta(example)
         if meta.get("group") == "dead-end":
             line1_end, _, line2 = completion.partition("/")
             first, last = words(line1_end), words(line2)
@@ -191,6 +191,17 @@ class RhymesTask(Task):
     def target_from_completion(self, example: dict, completion: str, name: str) -> str | None:
         ends = self._ends(example, completion)
         return ends[1] if ends else None
+
+    def plan_spans(self, example: dict) -> list[tuple[int, int]]:
+        """Line 2's opener and middle words: fixed functions of its rhyme word B, so only a
+        model that holds B can predict them ("and" is the same on every line)."""
+        text = example["prompt"] + example["completion"]
+        spans = []
+        for d in example["decisions"]:
+            and_end = text.index(" and", d["offset"]) + len(" and")
+            b_start = text.rindex(" " + d["target"]) + 1
+            spans.append((and_end, b_start))
+        return spans
 
     def vocabulary(self) -> list[str]:
         tokens = ["couplet", "prose", ":", "/", "the", "and", *ADJECTIVES, *NOUNS, *VERBS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -11,13 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.base import split_of
-from tasks.chess_gen import canonical_fen, chunk_puzzles, stockfish_path
-from tasks.chess_mate import (
-    LICHESS_SAMPLE, ChessMateTask, board_from_text, check_lichess_file, describe_mix, encode_prompt,
-    load_lichess_csv, puzzle_stream, random_mover, vocabulary,
-)
-from tasks.chess_search import MateSolver, _king_can_flee, checking_moves, forces_mate, is_mate, verify_solution
+from tasks import get_task
+from tasks.base import Task, split_of
+from tasks.chess import ChessMateTask
+from tasks.chess.generate import canonical_fen, chunk_puzzles, stockfish_path
+from tasks.chess.lichess import LICHESS_SAMPLE, check_lichess_file, load_lichess_csv
+from tasks.chess.search import MateSolver, _king_can_flee, checking_moves, forces_mate, is_mate, verify_solution
+from tasks.chess.stream import puzzle_stream
+from tasks.chess.task import random_mover
+from tasks.chess.text import board_from_text, describe_mix, encode_prompt, vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,7 @@ def generated(generated_cache):
     return examples
 
 
-def meta(example: dict) -> dict:
-    return json.loads(example["meta"])
+meta = Task.meta
 
 
 # -- an independent, naive judge to cross-check the fast one ----------------------------------
@@ -104,9 +106,11 @@ def test_checking_moves_and_mates_are_exact():
 
 def test_every_shipped_lichess_puzzle_verifies():
     report = check_lichess_file(LICHESS_SAMPLE)
-    assert report["total"] == 455
-    assert report["verified"] == 455, report["failures"][:5]
-    assert report["by_n"] == {1: [268, 268], 2: [164, 164], 3: [23, 23]}
+    assert report.total == 455 and report.unit == "puzzles"
+    assert report.verified == 455 and report.ok, report.failures[:5]
+    assert report.by_group == {"mate1": [268, 268], "mate2": [164, 164], "mate3": [23, 23]}
+    # The task reads the same files through the harness's interface.
+    assert get_task("chess-mate").check_file(LICHESS_SAMPLE) == report
 
 
 def _lichess_start(example: dict):
@@ -197,11 +201,17 @@ def test_verify_basic_cases():
 
 
 # -- the generator ------------------------------------------------------------------------------
+# The first 12 puzzles of seed 5, as the generator has always made them: a change that
+# alters the stream must bump ChessMateTask.data_version (the cache folders' name).
+STREAM_SEED5 = "7aa560e090265c6a5f21df26f2b077784205b489dc1ebd3e7c960bc7cfe4d616"
+
+
 def test_stream_is_the_same_for_any_workers_and_chunks():
     one = list(itertools.islice(puzzle_stream(5, workers=1, chunk_games=3), 12))
     two = list(itertools.islice(puzzle_stream(5, workers=2, chunk_games=5), 12))
     assert one == two
     assert len({r["fen"] for r in one}) == len(one)
+    assert hashlib.sha256(json.dumps(one, sort_keys=True).encode()).hexdigest() == STREAM_SEED5
 
 
 def test_generated_puzzles_are_unique_and_verified(generated):
@@ -397,7 +407,8 @@ def test_lichess_loader_reports_bad_rows(tmp_path):
     assert len(examples) == 1
     assert sorted(e.split(":")[0] for e in errors) == ["badfen", "count", "illegal", "wrong"]
     report = check_lichess_file(path)
-    assert report["total"] == 5 and report["verified"] == 1 and len(report["failures"]) == 4
+    assert report.total == 5 and report.verified == 1 and len(report.failures) == 4
+    assert not report.ok and report.by_group["unreadable"] == [0, 3]
 
 
 @pytest.mark.skipif(stockfish_path() is None, reason="stockfish is not installed")

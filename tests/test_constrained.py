@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import random
 
 import pytest
@@ -116,7 +115,7 @@ def test_reference_completions_pass(seed, family):
         assert TASK.target_from_completion(ex, ex["completion"], d["name"]) == d["target"]
         assert ws[d["horizon"] - 1] == d["target"]
     assert {d["name"] for d in ex["decisions"]} == set(TASK.target_names)
-    meta = json.loads(ex["meta"])
+    meta = TASK.meta(ex)
     assert meta["group"] == meta["family"] == family
     # every family fixes the number of words: dropping one always breaks the constraint
     assert not TASK.check(ex, " " + " ".join(ws[:-1]))
@@ -155,7 +154,7 @@ def test_generate_is_deterministic_and_mixes_families():
     a = TASK.generate("train", 60, seed=5).to_list()
     assert a == TASK.generate("train", 60, seed=5).to_list()
     assert a != TASK.generate("train", 60, seed=6).to_list()
-    groups = collections.Counter(json.loads(ex["meta"])["group"] for ex in a)
+    groups = collections.Counter(TASK.meta(ex)["group"] for ex in a)
     assert groups == {family: 12 for family in FAMILIES}
     assert len({ex["id"] for ex in a}) == 60
 
@@ -173,7 +172,7 @@ def test_splits_are_disjoint_and_eval_prompts_distinct():
         TASK.generate("validation", 5, seed=0)
     # end-word has ~300 test prompts: 30 test items never repeat one
     end_word = [ex["prompt"] for ex in data["test"]
-                if json.loads(ex["meta"])["family"] == "end-word"]
+                if TASK.meta(ex)["family"] == "end-word"]
     assert len(end_word) == len(set(end_word)) == 30
 
 

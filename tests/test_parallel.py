@@ -27,3 +27,13 @@ def test_results_in_job_order_and_messages_forwarded(workers):
 def test_a_failing_job_raises_in_the_parent():
     with pytest.raises(ValueError, match="bad job -1"):
         run_jobs(square_and_report, [2, -1], 2)
+
+
+def test_default_workers(monkeypatch):
+    from benchmark.parallel import default_workers
+    from tasks.base import usable_cores
+
+    monkeypatch.setenv("MESABENCH_WORKERS", "3")
+    assert default_workers() == 3
+    monkeypatch.setenv("MESABENCH_WORKERS", "")
+    assert default_workers() == usable_cores() >= 1

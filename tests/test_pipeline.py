@@ -57,15 +57,15 @@ def test_evaluate_cache_resume_and_determinism(submission, tmp_path):
     assert m["amplification_gain"]["lambda"] in TINY_EVAL.lambdas
     probe = m["plan_probe"]["rhyme_word"]["own"]
     assert len(probe["selectivity"]) == 3  # embeddings + 2 layers
-    assert set(probe["control_accuracy"]) == {"embedding", "random-init", "bag-of-words", "own-next-word"}
+    assert set(probe["control_accuracy"]) == {"embedding", "random-init", "bag-of-words", "own-next-word", "joint"}
     # Per group (rhymes: ordinary couplets and dead ends): gain with the task's λ, and the
     # same probes scored on each group's rows (groups under 20 test rows are left out).
     assert set(m["amplification_gain"]["groups"]) == set(m["success_greedy"]["groups"])
-    assert sum(g["n"] for g in m["amplification_gain"]["groups"].values()) == m["amplification_gain"]["all"]["n"]
+    assert sum(g["all"]["n"] for g in m["amplification_gain"]["groups"].values()) == m["amplification_gain"]["all"]["n"]
     for group in probe["groups"].values():
         assert group["n_test"] >= 20 and len(group["layer_accuracy"]) == 3
     reference = m["plan_probe"]["rhyme_word"]["reference"]
-    assert set(reference["control_accuracy"]) == {"embedding", "random-init", "bag-of-words"}
+    assert set(reference["control_accuracy"]) == {"embedding", "random-init", "bag-of-words", "joint"}
     assert path.with_suffix(".examples.jsonl").read_text().count("\n") == 24
 
     # A second run recomputes nothing.
@@ -108,18 +108,6 @@ def test_leaderboard_from_results(submission, tmp_path):
     assert list((tmp_path / "leaderboard_plots").glob("*.png"))
 
 
-def test_null_model_note_quotes_the_untrained_models_selectivity():
-    from benchmark.report import null_model_note
-
-    own = {"crossfit_selectivity": 0.05, "crossfit_lo": 0.01, "crossfit_hi": 0.09, "n_test": 100,
-           "best_layer": 2}
-    cells = {"rhymes": {"status": "ok", "metrics": {"plan_probe": {"rhyme_word": {"own": own}}}},
-             "constrained": {"status": "error"}}
-    text = " ".join(null_model_note(cells, ["rhymes", "constrained"]))
-    assert "rhymes 0.050 [0.010, 0.090]" in text and "constrained" not in text
-    assert null_model_note({}, ["rhymes"]) == []
-
-
 def test_own_next_word_control_explains_a_model_that_repeats_its_first_word(tiny_model_dir):
     """A model that repeats one word has a perfectly decodable "own target" that is no
     plan: the own-next-word control must see it, so selectivity is never above 0."""
@@ -142,20 +130,3 @@ def test_own_next_word_control_explains_a_model_that_repeats_its_first_word(tiny
                       TINY_EVAL, StateCache(32))["rhyme_word"]["own"]
     assert out["control_accuracy"]["own-next-word"] == 1.0
     assert max(out["selectivity_hi"]) <= 0 and out["crossfit_hi"] <= 0
-
-
-def test_headline_paragraph_calls_a_difference_only_when_seed_intervals_separate():
-    from benchmark.report import headline_paragraph
-
-    sel, loss = "selectivity (cross-fitted)", "task loss (nats/token)"
-    summary = {"rhymes": {
-        "unstunted": {sel: (0.10, 0.05, 0.15, 3), loss: (0.7, 0.6, 0.8, 3)},
-        "myopic": {sel: (0.00, -0.03, 0.03, 3), loss: (0.75, 0.65, 0.85, 3)},
-    }}
-    text = headline_paragraph(summary)
-    assert "Stunting lowered lookahead selectivity in 1 of 1" in text
-    assert "lower for myopic on rhymes (0.000 vs 0.100)" in text and "above 0 on rhymes" in text
-    assert "Task loss: higher for none; lower for none (1 not distinguishable)" in text
-    summary["rhymes"]["myopic"][sel] = (0.08, 0.02, 0.14, 3)  # overlapping intervals
-    assert "No stunted variant has lower lookahead selectivity" in headline_paragraph(summary)
-    assert "nothing to compare" in headline_paragraph({"rhymes": {"unstunted": summary["rhymes"]["unstunted"]}})

@@ -32,7 +32,7 @@ def test_reference_completions_pass_and_decisions_point_at_line_end():
     groups = set()
     for ex in ds:
         assert TASK.check(ex, ex["completion"])
-        meta = json.loads(ex["meta"])
+        meta = TASK.meta(ex)
         groups.add(meta["group"])
         for d in ex["decisions"]:
             text = ex["prompt"] + ex["completion"]

@@ -120,3 +120,32 @@ def test_mean_interval_over_seeds_degenerate():
     assert mean == 0.7 and math.isnan(lo) and math.isnan(hi)
     assert all(math.isnan(v) for v in mean_interval_over_seeds([]))
     assert mean_interval_over_seeds([0.5, 0.5]) == pytest.approx((0.5, 0.5, 0.5))
+
+
+# --- Welch t interval for a difference of seed means ---------------------------------------
+
+
+def test_welch_interval_matches_scipy_and_a_hand_computed_case():
+    from scipy import stats as scipy_stats
+
+    from benchmark.stats import welch_interval
+
+    a, b = [0.0, 0.01, -0.01], [0.10, 0.12, 0.14]
+    diff, lo, hi = welch_interval(a, b)
+    ci = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (diff, lo, hi) == pytest.approx((-0.12, ci.low, ci.high))
+    # By hand: se^2 = 0.0001/3 + 0.0004/3; df = se^4 / ((0.0001/3)^2/2 + (0.0004/3)^2/2) = 2.941.
+    se = math.sqrt(0.0005 / 3)
+    df = (0.0005 / 3) ** 2 / ((0.0001 / 3) ** 2 / 2 + (0.0004 / 3) ** 2 / 2)
+    assert df == pytest.approx(2.941, abs=1e-3)
+    assert hi - diff == pytest.approx(scipy_stats.t.ppf(0.975, df) * se)
+    assert hi < 0  # excludes 0: a significant difference
+
+
+def test_welch_interval_degenerate():
+    from benchmark.stats import welch_interval
+
+    diff, lo, hi = welch_interval([1.0], [0.5, 0.7])
+    assert diff == pytest.approx(0.4) and math.isnan(lo) and math.isnan(hi)  # one seed: no spread
+    assert welch_interval([0.3, 0.3], [0.1, 0.1]) == pytest.approx((0.2, 0.2, 0.2))
+    assert all(math.isnan(v) for v in welch_interval([], [1.0, 2.0]))

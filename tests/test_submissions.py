@@ -210,7 +210,8 @@ def test_good_submission_beside_them_is_evaluated_and_ranked(suite):
     cell = read_cell(cell_path(suite["results"], "good", "rhymes"))
     assert cell["status"] == "ok" and cell["metrics"]["success_greedy"]["all"]["n"] == 8
     row = board_row(suite["board"], "good")
-    assert row.startswith("| 1 | good |") and "error" not in row
+    # An untrained tiny model solves nothing: listed with its numbers, but not ranked.
+    assert row.startswith("| – | good | n/a: no task learned |") and "error" not in row
 
 
 def test_nan_model_is_refused_before_generation(suite):
@@ -305,8 +306,10 @@ def test_out_of_memory_becomes_one_line_and_is_retried(small_sub, tmp_path, monk
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import benchmark.results as results_module
 
+    from benchmark.schema import Cell
+
     path = cell_path(tmp_path, "sub", "rhymes")
-    write_cell(path, {"submission": "sub", "task": "rhymes", "status": "ok"})
+    write_cell(path, Cell(submission="sub", task="rhymes", status="ok"))
     before = path.read_text()
 
     real_fdopen = results_module.os.fdopen
@@ -330,7 +333,7 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(results_module.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
     with pytest.raises(OSError):
-        write_cell(path, {"submission": "sub", "task": "rhymes", "status": "ok", "x": "y" * 1000})
+        write_cell(path, Cell(submission="sub", task="rhymes", status="ok", description="y" * 1000))
     with pytest.raises(OSError):
         write_atomic(tmp_path / "sub" / "new.json", "{}")
     # The old cell is intact, the new file never appeared, no temporary file is left.
@@ -391,13 +394,14 @@ def test_escape_makes_user_text_inert():
 
 
 def test_rendered_row_with_hostile_text():
-    from benchmark.report import ranked_table
+    from benchmark.report import build_rows, ranked_table
+    from benchmark.schema import Cell
 
     hostile = "<img src=x onerror=alert(1)> | pipe | [link](http://x)"
-    cells = {"rhymes": {"submission": "x", "task": "rhymes", "status": "error", "error": hostile}}
-    head, _, row = ranked_table({"x": cells}, ["rhymes"], stale=set())
+    cells = [Cell(submission="x", task="rhymes", status="error", error=hostile)]
+    head, _, row = ranked_table(build_rows(cells), ["rhymes"], stale=set())
     assert row == ("| – | x | – | error: &lt;img src=x onerror=alert\\(1\\)&gt; \\| pipe \\| "
-                   "\\[link\\]\\(http://x\\) | – | – |")
+                   "\\[link\\]\\(http://x\\) | – | – | – |")
     # Unescaped pipes would add cells: the row has exactly the header's columns.
     assert row.replace("\\|", "").count("|") == head.count("|")
 
@@ -415,7 +419,7 @@ def test_stale_rows_are_marked(suite, tmp_path):
     assert "stale" not in board_row(out.read_text(), "good")
     set_weights(subs / "renamed-folder" / "model", lambda t: t + 0.01)
     write_leaderboard(results, out, subs)
-    assert board_row(out.read_text(), "good").startswith("| 1 | good ⚠ stale |")
+    assert board_row(out.read_text(), "good").startswith("| – | good ⚠ stale |")
 
 
 def test_cli_survives_markup_in_an_error(tmp_path):

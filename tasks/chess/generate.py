@@ -18,10 +18,10 @@ differs, so the engine is part of the cache key. The default, "python", needs no
 python-chess and gives the same puzzles on every machine.
 
 The puzzle stream of a seed is a pure function of (seed, engine, game number): game ``g``
-has its own random generator and the puzzles come out in game order. Work is cut into
-chunks of games, so the result is the same for any number of worker processes and any
-chunk size, an interrupted run resumes from the cached chunks, and a bigger request only
-extends the stream.
+has its own random generator and the puzzles come out in game order. tasks/chess/stream.py
+cuts the work into chunks of games, so the result is the same for any number of worker
+processes and any chunk size, an interrupted run resumes from the cached chunks, and a
+bigger request only extends the stream.
 
 Castling rights and en passant are dropped from every candidate (the prompt has no place
 for them), so no generated puzzle depends on them.
@@ -37,7 +37,7 @@ from typing import Iterator
 
 import chess
 
-from tasks.chess_search import MateSolver, checking_moves, is_mate, mating_moves
+from tasks.chess.search import MateSolver, checking_moves, is_mate, mating_moves
 
 _VALUE = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9, chess.KING: 0}
 MAX_PLIES = 240

@@ -1,0 +1,245 @@
+"""The run, start to end: train the reference baselines, evaluate submissions, write the
+leaderboard. `benchmark.cli` parses options and draws progress; everything it runs is here.
+
+The pipeline prints nothing. It reports what happens as events (`TrainEvent`,
+`EvalEvent`) to a callback, so a command line, a notebook or a test can follow a run.
+
+Where a run keeps its files is a `Workspace`: a full run writes its references beside the
+submissions (submissions/), its results to results/ and its leaderboard to leaderboard.md;
+a smoke run (``quick``) keeps all three apart in runs/quick/, so it never overwrites the
+models or numbers of a full run.
+
+Slow imports (torch, transformers, datasets) happen inside the functions that need them,
+so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence, Union
+
+from benchmark.variants import VARIANTS
+from tasks.base import Task
+
+SUBMISSIONS = Path("submissions")
+RESULTS = Path("results")
+LEADERBOARD = Path("leaderboard.md")
+QUICK = Path("runs") / "quick"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The folders and files of one run, and its profile ("full" or "quick")."""
+
+    submissions: Path  # submitted models, one folder each
+    references: Path  # where the reference baselines are written (may be `submissions`)
+    results: Path  # one result file per (submission, task) cell
+    leaderboard: Path  # the leaderboard file (its plots go beside it)
+    quick: bool = False
+
+    @property
+    def profile(self) -> str:
+        """The size of data and models: "quick" for a smoke run, else "full"."""
+        return "quick" if self.quick else "full"
+
+    @property
+    def submission_dirs(self) -> list[Path]:
+        """The folders searched for submissions: the submissions and the references."""
+        if self.references == self.submissions:
+            return [self.submissions]
+        return [self.submissions, self.references]
+
+
+def workspace(quick: bool = False, submissions: Path = SUBMISSIONS, references: Path | None = None,
+              results: Path | None = None, leaderboard: Path | None = None) -> Workspace:
+    """The workspace of a full or a quick run; a folder or file given here overrides it."""
+    if quick:
+        return Workspace(submissions, references or QUICK / "references", results or QUICK / "results",
+                         leaderboard or QUICK / "leaderboard.md", quick=True)
+    return Workspace(submissions, references or submissions, results or RESULTS, leaderboard or LEADERBOARD)
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """A reference model's progress. ``kind``: "cached" (already trained with this config),
+    "training", "step" (with step, steps and loss) or "done"."""
+
+    kind: str
+    model: str  # "<reference>/<task>", e.g. "ref-myopic-s0/rhymes"
+    step: int = 0
+    steps: int = 0
+    loss: float = 0.0
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    """An evaluation's progress. ``kind``: "begin" (``cells``: how many in all), then per
+    cell "start", "stage" (``detail``: what it is doing), "done" (``detail``: its time),
+    "cached" or "error" (``detail``: the reason, one line)."""
+
+    kind: str
+    submission: str = ""
+    task: str = ""  # "*": every task of a submission that could not be read
+    detail: str = ""
+    cells: int = 1  # "begin": cells in all; otherwise the cells this event finishes
+
+
+Event = Union[TrainEvent, EvalEvent]
+EventFn = Callable[[Event], None]
+
+
+def _ignore(event: Event) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def task_list(selected: Sequence[str] = ()) -> list[str]:
+    """The selected task names, or every registered task; raises ValueError on unknown ones."""
+    from tasks import task_names
+
+    names = list(selected) or task_names()
+    unknown = [n for n in names if n not in task_names()]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; known: {task_names()}")
+    return names
+
+
+def quiet_libraries(transformers: bool = True) -> None:
+    """Silence the progress bars and chatter of datasets (and transformers): a front end
+    draws its own. Runs in every worker process too."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    if transformers:
+        import transformers as hf
+
+        hf.utils.logging.disable_progress_bar()
+        hf.utils.logging.set_verbosity_error()
+
+
+def pregenerate(task_names: Iterable[str], make: Callable[[Task], object]) -> None:
+    """Call ``make(task)`` once for each slow task (``Task.disk_cached``), here, before the
+    worker processes start: its data is then generated and cached once, and the workers
+    only read the cache (chess would otherwise run in every worker at the same time).
+    Fast tasks are left to each worker: data generated here would be thrown away."""
+    from tasks import get_task
+
+    for task in map(get_task, dict.fromkeys(task_names)):
+        if task.disk_cached:
+            make(task)
+
+
+def submission_folders(names: Sequence[str], dirs: Sequence[Path]) -> list[Path]:
+    """The folders of the named submissions (a folder, or a name under one of ``dirs``),
+    or every submission in ``dirs`` when none is named. A name found nowhere is kept (as
+    if under the first folder), so that it gets its one-line error like any bad submission."""
+    from benchmark.submissions import find_submissions
+
+    if not names:
+        return [folder for d in dirs for folder in find_submissions(d)]
+
+    def locate(name: str) -> Path:
+        if (Path(name) / "submission.toml").exists():
+            return Path(name)
+        found = [d / name for d in dirs if (d / name / "submission.toml").exists()]
+        return found[0] if found else Path(dirs[0]) / name
+
+    return [locate(name) for name in names]
+
+
+# ---------------------------------------------------------------------------- the steps
+
+
+def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequence[str] = VARIANTS,
+          seeds: Sequence[int] | None = None, on_event: EventFn = _ignore) -> list[str]:
+    """Train every (variant, seed, task) reference model not yet trained with this profile's
+    config, on up to ``workers`` processes, and write the random-init control. Returns the
+    names of the reference submissions (the random-init control last)."""
+    quiet_libraries()
+    from benchmark.baselines import PROFILES, plan_training, train_job, write_random_init
+    from benchmark.parallel import run_jobs
+    from benchmark.train import DATA_SEED
+
+    names = tuple(task_names)
+    plan = plan_training(ws.profile, names, ws.references, tuple(variants),
+                         tuple(seeds) if seeds is not None else None)
+    for label in plan.cached:
+        on_event(TrainEvent("cached", label))
+    size = PROFILES[ws.profile]["train"].size
+    pregenerate([t for job in plan.jobs for t in job["cfg"].tasks],
+                lambda task: task.generate("train", task.sizes[size][0], DATA_SEED))
+    # train_job emits ("training", label), ("step", label, step, steps, loss), ("done", label).
+    run_jobs(train_job, plan.jobs, workers, lambda message: on_event(TrainEvent(*message)),
+             init=quiet_libraries)
+    return plan.names + [write_random_init(ws.profile, names, ws.references)]
+
+
+def evaluate(names: Sequence[str], task_names: Sequence[str], ws: Workspace, workers: int,
+             force: bool = False, shard: tuple[int, int] = (0, 1), on_event: EventFn = _ignore) -> list[str]:
+    """Evaluate the named submissions (every one in the workspace when none is named) on
+    the tasks, one worker job per submission; ``shard`` (I, N) keeps every N-th submission
+    from the I-th. Finished cells are cached. Returns the names of the submissions that had
+    an error cell."""
+    quiet_libraries()
+    from benchmark.evaluate import EvalConfig, eval_splits
+    from benchmark.parallel import run_jobs
+    from benchmark.runner import evaluate_job
+
+    tasks = list(task_names)
+    folders = submission_folders(names, ws.submission_dirs)[shard[0]::shard[1]]
+    cfg = EvalConfig(size=ws.profile)
+    on_event(EvalEvent("begin", cells=len(folders) * len(tasks)))
+    pregenerate(tasks, lambda task: eval_splits(task, cfg))
+
+    def forward(message: tuple) -> None:  # the runner's (kind, submission, task, detail)
+        kind, submission, task, detail = message
+        on_event(EvalEvent(kind, submission, task, detail, len(tasks) if task == "*" else 1))
+
+    jobs = [{"folder": f, "tasks": tasks, "cfg": cfg, "results": ws.results, "force": force} for f in folders]
+    outcomes = run_jobs(evaluate_job, jobs, workers, forward, init=quiet_libraries)
+    return list(dict.fromkeys(o.submission for cells in outcomes for o in cells if o.status == "error"))
+
+
+def leaderboard(ws: Workspace) -> int:
+    """Write the workspace's leaderboard from its result files only; returns its number of
+    rows. Raises `benchmark.report.WorkspaceMismatch` rather than overwrite the leaderboard
+    of another workspace, or write one from results of another profile."""
+    from benchmark.report import write_leaderboard
+
+    return write_leaderboard(ws.results, ws.leaderboard, ws.submission_dirs, profile=ws.profile)
+
+
+@dataclass
+class RunSummary:
+    """What a whole run did."""
+
+    references: list[str]  # the reference submissions trained (or found trained)
+    failed: list[str]  # submissions with an error cell
+    rows: int  # rows of the leaderboard
+    seconds: float
+
+
+def run(task_names: Sequence[str], ws: Workspace, workers: int, only_references: bool = False,
+        on_event: EventFn = _ignore) -> RunSummary:
+    """Everything, resumable: train every reference of the profile, evaluate them (and every
+    other submission unless ``only_references``), write the leaderboard."""
+    start = time.time()
+    references = train(task_names, ws, workers, on_event=on_event)
+    chosen = [str(ws.references / name) for name in references] if only_references else []
+    failed = evaluate(chosen, task_names, ws, workers, on_event=on_event)
+    rows = leaderboard(ws)
+    return RunSummary(references, failed, rows, time.time() - start)
