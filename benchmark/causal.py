@@ -1,0 +1,403 @@
+"""The causal follow rate: does the model *use* the plan a probe can decode?
+
+A probe shows that a future target is decodable from the state at a decision point. The
+follow rate asks whether that state drives the output: take the decision-point state of a
+*donor* example whose plan differs, write it into a *recipient* example's residual stream
+at its decision point (one layer), let the model finish the recipient's prompt greedily,
+and count how often the completion's target is the donor's plan.
+
+- `patched(model, layer, positions, vectors)`: a context manager (in the style of
+  TransformerLens ``hooks()``) that replaces the residual stream of any Hugging Face
+  causal LM at one token per batch row. Layer indexing is ``output_hidden_states``'s:
+  0 is the input of the first block (the embedding output), l is the output of block l-1,
+  and the last layer is the model's final hidden state (after the final norm where the
+  architecture has one), so a state read with ``output_hidden_states`` and written back
+  is an exact no-op.
+- `greedy(loaded, prompts, max_new_tokens, patch=...)`: greedy completions, optionally
+  with a patch on the prompt's forward pass (the KV cache carries it to later tokens).
+- `follow_rate(loaded, task, examples, ...)`: the metric, per layer, at the decision point
+  and at a control position that holds no plan, with Wilson intervals; `best_layer` picks
+  the layer with the highest follow rate.
+
+No file I/O and no printing here, like the other metric modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterator, Sequence
+
+import torch
+
+from benchmark.models import LoadedModel, encode, token_index
+from benchmark.stats import wilson_interval
+
+
+# ---------------------------------------------------------------------------------------
+# Finding the decoder blocks of any causal LM
+# ---------------------------------------------------------------------------------------
+
+
+def n_hidden_layers(model: torch.nn.Module) -> int:
+    """The number of decoder blocks (``config.num_hidden_layers``, text config first)."""
+    cfg = model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    return int(cfg.num_hidden_layers)
+
+
+def decoder_blocks(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.ModuleList]:
+    """(base model, its decoder blocks): the first ``nn.ModuleList`` whose length is the
+    number of hidden layers, and the module that holds it (GPT-2 ``transformer.h``, Llama
+    and Qwen2 ``model.layers``, GPT-NeoX ``gpt_neox.layers``).
+
+    Searching by length instead of by attribute name keeps this architecture-agnostic.
+    """
+    n = n_hidden_layers(model)
+    modules = dict(model.named_modules())
+    for name, module in modules.items():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            parent = modules[name.rpartition(".")[0]] if "." in name else model
+            return parent, module
+    raise ValueError(f"{type(model).__name__}: no ModuleList of {n} decoder blocks found")
+
+
+def _past_length(kwargs: dict) -> int:
+    """Tokens already in the KV cache passed to a forward call (0 without a cache).
+
+    transformers 5 names the argument ``cache``, 4.x ``past_key_values``; legacy caches are
+    tuples of (key, value) per layer with the sequence on dim -2.
+    """
+    for key in ("cache", "past_key_values"):
+        cache = kwargs.get(key)
+        if cache is None:
+            continue
+        if hasattr(cache, "get_seq_length"):
+            return int(cache.get_seq_length())
+        if isinstance(cache, (tuple, list)) and cache and cache[0] is not None:
+            return int(cache[0][0].shape[-2])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# The hook context manager
+# ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def patched(
+    model: torch.nn.Module,
+    layer: int,
+    position_per_row: Sequence[int] | torch.Tensor,
+    replacement_vectors: torch.Tensor,
+) -> Iterator[None]:
+    """Within the block, replace the residual stream at ``layer`` (``output_hidden_states``
+    indexing) at one token position per batch row with ``replacement_vectors`` [B, H].
+
+    Positions are absolute indices into the (padded) input, so with left padding they are
+    given in padded coordinates. A forward pass patches a row only when its position lies
+    inside that pass's input: with a KV cache the prompt pass is patched and the later
+    one-token steps, whose keys and values already carry the patch, are not. A position of
+    -1 leaves its row alone. Hooks are removed on exit, also on an exception.
+    """
+    base, blocks = decoder_blocks(model)
+    n = len(blocks)
+    if not 0 <= layer <= n:
+        raise ValueError(f"layer {layer} outside 0..{n}")
+    positions = torch.as_tensor(list(position_per_row) if not torch.is_tensor(position_per_row)
+                                else position_per_row, dtype=torch.long).cpu()
+    vectors = replacement_vectors.detach()
+    if vectors.ndim != 2 or vectors.shape[0] != len(positions):
+        raise ValueError(f"need one vector per row: {tuple(vectors.shape)} for {len(positions)} rows")
+    state = {"past": 0}
+
+    def patch(hidden: torch.Tensor) -> torch.Tensor:
+        batch, length = hidden.shape[0], hidden.shape[1]
+        if batch != len(positions):
+            raise ValueError(f"patch has {len(positions)} rows, the forward pass {batch} "
+                             "(beam search or a different batch?)")
+        local = positions - state["past"]
+        rows = torch.nonzero((positions >= 0) & (local >= 0) & (local < length)).flatten()
+        if len(rows) == 0:
+            return hidden
+        # Out of place: the original tensor may be referenced elsewhere (e.g. collected
+        # hidden states, the residual of the next block).
+        hidden = hidden.clone()
+        hidden[rows.to(hidden.device), local[rows].to(hidden.device)] = vectors[rows].to(
+            device=hidden.device, dtype=hidden.dtype)
+        return hidden
+
+    def note_past(_module, _args, kwargs):
+        state["past"] = _past_length(kwargs)
+
+    def patch_block_input(_module, args, kwargs):
+        if args:
+            return (patch(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": patch(kwargs["hidden_states"])}
+
+    def patch_block_output(_module, _args, output):
+        if torch.is_tensor(output):
+            return patch(output)
+        return (patch(output[0]), *output[1:])
+
+    def patch_final(_module, _args, output):
+        if isinstance(output, tuple):
+            return (patch(output[0]), *output[1:])
+        old = output["last_hidden_state"]
+        new = patch(old)
+        output["last_hidden_state"] = new
+        # transformers ties hidden_states[-1] to last_hidden_state: keep them in step.
+        hs = output.get("hidden_states")
+        if hs is not None and len(hs) and hs[-1] is old:
+            output["hidden_states"] = (*hs[:-1], new)
+        return output
+
+    handles = [base.register_forward_pre_hook(note_past, with_kwargs=True)]
+    try:
+        if layer == 0:
+            handles.append(blocks[0].register_forward_pre_hook(patch_block_input, with_kwargs=True))
+        elif layer < n:
+            # prepend: run before transformers' own output-capturing hook, so that
+            # output_hidden_states reports the patched state.
+            handles.append(blocks[layer - 1].register_forward_hook(patch_block_output, prepend=True))
+        else:
+            handles.append(base.register_forward_hook(patch_final, prepend=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# ---------------------------------------------------------------------------------------
+# Greedy completion with an optional patch
+# ---------------------------------------------------------------------------------------
+
+
+def _decode(tokenizer, rows: torch.Tensor) -> list[str]:
+    out = []
+    for row in rows:
+        text = tokenizer.decode(row, skip_special_tokens=True)
+        out.append(text if text[:1].isspace() else " " + text)
+    return out
+
+
+def _token_positions(tokenizer, prompt: str, char_offset: int, control: str | int) -> tuple[int, int]:
+    """(decision token, control token) as indices into the unpadded prompt's tokens."""
+    enc = tokenizer([prompt], return_tensors="pt", return_offsets_mapping=True,
+                    add_special_tokens=False)
+    offsets, mask = enc["offset_mapping"][0], enc["attention_mask"][0]
+    decision = token_index(offsets, mask, char_offset)
+    if control == "first":
+        ctrl = 0
+    elif control == "previous":
+        ctrl = max(decision - 1, 0)
+    elif isinstance(control, int):
+        ctrl = min(control, decision)
+    else:
+        raise ValueError(f"control_position must be 'first', 'previous' or an int, not {control!r}")
+    return decision, ctrl
+
+
+@torch.no_grad()
+def greedy(
+    loaded: LoadedModel,
+    prompts: list[str],
+    max_new_tokens: int,
+    layer: int | None = None,
+    token_positions: Sequence[int] | None = None,
+    vectors: torch.Tensor | None = None,
+    batch_size: int = 64,
+) -> list[str]:
+    """Greedy completions of ``prompts`` (as `benchmark.models.complete`); with ``layer``,
+    row i's state at its unpadded token ``token_positions[i]`` is replaced by
+    ``vectors[i]`` on the prompt pass (left padding: the position is shifted by the row's
+    padding here, so callers give unpadded token indices)."""
+    tok = loaded.tokenizer
+    out: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        ids, mask, _ = encode(tok, chunk, loaded.device, padding_side="left")
+        ctx: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if layer is not None:
+            pad = (mask.shape[1] - mask.sum(dim=1)).cpu()
+            pos = torch.as_tensor(token_positions[start:start + len(chunk)]) + pad
+            ctx = patched(loaded.model, layer, pos, vectors[start:start + len(chunk)])
+        with ctx:
+            gen = loaded.model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id)
+        out.extend(_decode(tok, gen[:, ids.shape[1]:]))
+    return out
+
+
+@torch.no_grad()
+def states_at_tokens(
+    loaded: LoadedModel, prompts: list[str], token_positions: Sequence[int], layers: list[int],
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """States [len(layers), N, H] at one unpadded token index per prompt (right padding,
+    so positions need no shift and real tokens do not see the padding)."""
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        ids, mask, _ = encode(loaded.tokenizer, chunk, loaded.device)
+        hs = loaded.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        rows = torch.arange(len(chunk))
+        cols = torch.as_tensor(token_positions[start:start + len(chunk)])
+        out.append(torch.stack([hs[l][rows, cols] for l in layers]))
+    return torch.cat(out, dim=1)
+
+
+# ---------------------------------------------------------------------------------------
+# The follow rate
+# ---------------------------------------------------------------------------------------
+
+
+def _rate(k: int, n: int) -> dict:
+    lo, hi = wilson_interval(k, n)
+    return {"k": int(k), "n": int(n), "rate": (k / n) if n else None, "lo": lo, "hi": hi}
+
+
+def _pairs(items: list[dict], n_pairs: int, seed: int) -> list[tuple[int, int]]:
+    """Up to ``n_pairs`` distinct (recipient, donor) index pairs with the same decision
+    name and different reference targets, drawn deterministically for ``seed``."""
+    rng = random.Random(seed)
+    donors_of = []
+    for i, it in enumerate(items):
+        donors_of.append([j for j, other in enumerate(items) if other["name"] == it["name"]
+                          and other["target"] != it["target"]])
+    recipients = [i for i, d in enumerate(donors_of) if d]
+    possible = sum(len(donors_of[i]) for i in recipients)
+    chosen: list[tuple[int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    while len(chosen) < min(n_pairs, possible):
+        # Cycle through shuffled recipients so each example is used about equally often.
+        order = recipients[:]
+        rng.shuffle(order)
+        for r in order:
+            if len(chosen) >= min(n_pairs, possible):
+                break
+            free = [d for d in donors_of[r] if (r, d) not in seen]
+            if free:
+                d = rng.choice(free)
+                seen.add((r, d))
+                chosen.append((r, d))
+    return chosen
+
+
+def _score(pairs, own, patched_targets, reference) -> dict:
+    """Rates for one (layer, position): see `follow_rate`."""
+    informative = [(i, r, d) for i, (r, d) in enumerate(pairs)
+                   if own[d] is not None and own[d] != own[r]]
+    k_follow = sum(patched_targets[i] == own[d] for i, r, d in informative)
+    k_keep = sum(patched_targets[i] == own[r] for i, r, d in informative)
+    n = len(pairs)
+    k_all = sum(own[d] is not None and patched_targets[i] == own[d] for i, (r, d) in enumerate(pairs))
+    k_base = sum(own[d] is not None and own[r] == own[d] for r, d in pairs)
+    k_ref = sum(patched_targets[i] == reference[d] for i, (r, d) in enumerate(pairs))
+    k_base_ref = sum(own[r] == reference[d] for r, d in pairs)
+    return {
+        "follow": _rate(k_follow, len(informative)),
+        "keep": _rate(k_keep, len(informative)),
+        "follow_all": _rate(k_all, n),
+        "base": _rate(k_base, n),
+        "follow_reference": _rate(k_ref, n),
+        "base_reference": _rate(k_base_ref, n),
+    }
+
+
+def follow_rate(
+    loaded: LoadedModel,
+    task,
+    examples: list[dict],
+    layers: list[int] | None = None,
+    n_pairs: int = 200,
+    seed: int = 0,
+    control_position: str | int = "first",
+    batch_size: int = 64,
+) -> dict:
+    """The causal follow rate per layer (JSON-friendly).
+
+    Pairs (recipient, donor) share a decision name and differ in reference target. The
+    donor's *plan* is its own unpatched greedy completion's target. At each layer the
+    donor's state at its decision token is written into the recipient's decision token,
+    the recipient's prompt is completed greedily (``task.max_new_tokens``) and its target
+    read with ``task.target_from_completion``. Per layer, at ``"decision"`` and at the
+    ``"control"`` token (``"first"`` prompt token, ``"previous"`` token, or an int token
+    index; the donor's state at the same token), each a rate dict ``{k, n, rate, lo, hi}``
+    with a Wilson 95% interval:
+
+    - ``follow``: patched target == donor's plan, over the pairs whose plans differ (the
+      donor has a plan and it is not the recipient's own): the headline, base rate 0 by
+      construction.
+    - ``keep``: over the same pairs, the patched recipient still ends on its own plan.
+    - ``follow_all`` and ``base``: over all pairs, patched (resp. unpatched) recipient ends
+      on the donor's plan; ``base`` is what chance and shared attractors give.
+    - ``follow_reference`` and ``base_reference``: the same against the donor's reference
+      target.
+
+    Decisions must lie inside the prompt (offset <= len(prompt)); others are skipped and
+    counted in ``skipped_decisions``. Pass ``benchmark.models.random_init_like(loaded, 0)``
+    as ``loaded`` for the random-init control.
+    """
+    n_layers = n_hidden_layers(loaded.model)
+    layers = list(range(n_layers + 1)) if layers is None else [int(l) for l in layers]
+    tok = loaded.tokenizer
+    items, skipped = [], 0
+    for e, ex in enumerate(examples):
+        for d in ex["decisions"]:
+            if d["offset"] > len(ex["prompt"]):
+                skipped += 1
+                continue
+            dec, ctrl = _token_positions(tok, ex["prompt"], d["offset"], control_position)
+            items.append({"example": e, "name": d["name"], "target": d["target"],
+                          "decision": dec, "control": ctrl})
+    pairs = _pairs(items, n_pairs, seed)
+    result = {"layers": layers, "n_pairs": len(pairs), "seed": seed,
+              "control_position": control_position, "skipped_decisions": skipped,
+              "max_new_tokens": int(task.max_new_tokens), "per_layer": []}
+    if not pairs:
+        return result
+
+    def targets(completions: list[str], idx: list[int]) -> list[str | None]:
+        return [task.target_from_completion(examples[items[i]["example"]], c, items[i]["name"])
+                for c, i in zip(completions, idx)]
+
+    # Unpatched plans of every item that takes part (a prompt is completed once).
+    used = sorted({i for p in pairs for i in p})
+    prompt_of = {i: examples[items[i]["example"]]["prompt"] for i in used}
+    unique = sorted(set(prompt_of.values()))
+    plain = dict(zip(unique, greedy(loaded, unique, task.max_new_tokens, batch_size=batch_size)))
+    own = {i: t for i, t in zip(used, targets([plain[prompt_of[i]] for i in used], used))}
+    reference = {i: items[i]["target"] for i in used}
+
+    recipients = [r for r, _ in pairs]
+    donors = [d for _, d in pairs]
+    recipient_prompts = [prompt_of[r] for r in recipients]
+    donor_prompts = [prompt_of[d] for d in donors]
+    for where in ("decision", "control"):
+        donor_states = states_at_tokens(loaded, donor_prompts, [items[d][where] for d in donors],
+                                        layers, batch_size)
+        for li, layer in enumerate(layers):
+            if where == "decision":
+                result["per_layer"].append({"layer": layer})
+            comps = greedy(loaded, recipient_prompts, task.max_new_tokens, layer=layer,
+                           token_positions=[items[r][where] for r in recipients],
+                           vectors=donor_states[li], batch_size=batch_size)
+            result["per_layer"][li][where] = _score(pairs, own, targets(comps, recipients), reference)
+    result["own_plan_defined"] = _rate(sum(own[i] is not None for i in used), len(used))
+    return result
+
+
+def best_layer(result: dict, where: str = "decision", metric: str = "follow") -> dict | None:
+    """The layer with the highest ``metric`` rate at ``where`` (lowest layer on ties), with
+    its rate dict; None when no layer has a defined rate. The choice is made on the same
+    pairs it reports, so across many layers the point value is biased upward (read the
+    interval, or pick the layer on other pairs)."""
+    best = None
+    for row in result.get("per_layer", []):
+        r = row[where][metric]
+        if r["rate"] is not None and (best is None or r["rate"] > best["rate"]):
+            best = {"layer": row["layer"], **r}
+    return best
