@@ -181,20 +181,24 @@ def _decode(tokenizer, rows: torch.Tensor) -> list[str]:
     return out
 
 
-def _token_positions(tokenizer, prompt: str, char_offset: int, control: str | int) -> tuple[int, int]:
-    """(decision token, control token) as indices into the unpadded prompt's tokens."""
+def _token_positions(tokenizer, prompt: str, char_offset: int, control: str | int,
+                     control_char: int | None = None) -> tuple[int, int]:
+    """(decision token, control token) as indices into the unpadded prompt's tokens;
+    ``control="task"`` takes the token before character ``control_char``."""
     enc = tokenizer([prompt], return_tensors="pt", return_offsets_mapping=True,
                     add_special_tokens=False)
     offsets, mask = enc["offset_mapping"][0], enc["attention_mask"][0]
     decision = token_index(offsets, mask, char_offset)
-    if control == "first":
+    if control == "task":
+        ctrl = min(token_index(offsets, mask, control_char), decision)
+    elif control == "first":
         ctrl = 0
     elif control == "previous":
         ctrl = max(decision - 1, 0)
     elif isinstance(control, int):
         ctrl = min(control, decision)
     else:
-        raise ValueError(f"control_position must be 'first', 'previous' or an int, not {control!r}")
+        raise ValueError(f"control_position must be 'task', 'first', 'previous' or an int, not {control!r}")
     return decision, ctrl
 
 
@@ -324,8 +328,9 @@ def follow_rate(
     donor's state at its decision token is written into the recipient's decision token,
     the recipient's prompt is completed greedily (``task.max_new_tokens``) and its target
     read with ``task.target_from_completion``. Per layer, at ``"decision"`` and at the
-    ``"control"`` token (``"first"`` prompt token, ``"previous"`` token, or an int token
-    index; the donor's state at the same token), each a rate dict ``{k, n, rate, lo, hi}``
+    ``"control"`` token (``"task"``: the task's `control_offset`, a prompt token that holds
+    nothing the plan depends on; ``"first"`` prompt token, ``"previous"`` token, or an int
+    token index; the donor's state at the same token), each a rate dict ``{k, n, rate, lo, hi}``
     with a Wilson 95% interval:
 
     - ``follow``: patched target == donor's plan, over the pairs whose plans differ (the
@@ -350,7 +355,8 @@ def follow_rate(
             if d["offset"] > len(ex["prompt"]):
                 skipped += 1
                 continue
-            dec, ctrl = _token_positions(tok, ex["prompt"], d["offset"], control_position)
+            control_char = task.control_offset(ex, d) if control_position == "task" else None
+            dec, ctrl = _token_positions(tok, ex["prompt"], d["offset"], control_position, control_char)
             items.append({"example": e, "name": d["name"], "target": d["target"],
                           "decision": dec, "control": ctrl})
     pairs = _pairs(items, n_pairs, seed)

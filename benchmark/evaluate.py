@@ -55,6 +55,7 @@ class EvalConfig:
     # a vocabulary of classes were the slowest part of a cell (45 s of 70 at 1,000 rows)
     n_boot: int = 1000
     batch_size: int = 64
+    causal_pairs: int = 200  # (recipient, donor) pairs of the causal check, over both halves
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -357,6 +358,53 @@ def future_lens_curves(loaded: LoadedModel, control: LoadedModel, dev_rows: list
     return out
 
 
+def _follow_summary(halves: list[dict]) -> dict | None:
+    """One model's follow rate from `causal.follow_rate` on the two halves of the test
+    examples: per layer summed over both, and at the best layer chosen on the other half."""
+    from benchmark.causal import best_layer
+
+    def rate(k: int, n: int) -> dict:
+        lo, hi = stats.wilson_interval(k, n)
+        return {"value": round(k / n, 4) if n else None, "lo": round(lo, 4), "hi": round(hi, 4), "k": k, "n": n}
+
+    def summed(rows: list[dict]) -> dict:
+        return rate(sum(r["k"] for r in rows), sum(r["n"] for r in rows))
+
+    if any(not h.get("per_layer") for h in halves):
+        return None
+    layers = halves[0]["layers"]
+    per_layer = []
+    for li, layer in enumerate(layers):
+        rows = [h["per_layer"][li] for h in halves]
+        per_layer.append({"layer": layer, "follow": summed([r["decision"]["follow"] for r in rows]),
+                          "control": summed([r["control"]["follow"] for r in rows]),
+                          "keep": summed([r["decision"]["keep"] for r in rows]),
+                          "base": summed([r["decision"]["base"] for r in rows])})
+    # The layer chosen on half A scores half B and the other way round: no pair is scored
+    # by a choice made with its help.
+    chosen = [(best_layer(h) or {"layer": layers[0]})["layer"] for h in halves]
+    scored = [halves[1 - i]["per_layer"][layers.index(layer)] for i, layer in enumerate(chosen)]
+    return {"per_layer": per_layer, "best_layers": chosen,
+            "follow": summed([r["decision"]["follow"] for r in scored]),
+            "control": summed([r["control"]["follow"] for r in scored]),
+            "n_pairs": sum(h["n_pairs"] for h in halves), "control_position": halves[0]["control_position"]}
+
+
+def causal_checks(loaded: LoadedModel, control: LoadedModel, task, test: list[dict], cfg: EvalConfig) -> dict:
+    """The causal follow rate (`benchmark.causal`): the decision state of a donor example
+    patched into a recipient at one layer; how often the recipient's completion switches to
+    the donor's plan. For the model and the random-init model, each on the two halves of
+    the test examples, with the task's control position (`Task.control_offset`)."""
+    from benchmark.causal import follow_rate
+
+    out = {}
+    for label, model in (("model", loaded), ("random-init", control)):
+        halves = [follow_rate(model, task, test[h::2], n_pairs=cfg.causal_pairs // 2, seed=cfg.seed + h,
+                              control_position="task", batch_size=cfg.batch_size) for h in (0, 1)]
+        out[label] = _follow_summary(halves)
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # The cell
 # --------------------------------------------------------------------------------------
@@ -465,6 +513,9 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     progress("future lens")
     metrics["future_lens"] = future_lens_curves(loaded, control, dev_rows, test_rows, cfg, states)
     lap("future_lens")
+    progress("causal check")
+    metrics["causal"] = causal_checks(loaded, control, task, test, cfg)
+    lap("causal")
 
     examples = [
         {"id": ex["id"], "group": task.group(ex), "prompt": ex["prompt"],

@@ -31,7 +31,8 @@ import numpy as np
 
 from benchmark import stats
 from benchmark.results import load_all, model_hash
-from benchmark.schema import CONTROLS, FULL, QUICK, Cell, MeanCI, Metrics, PlanProbe, Rate, Selectivity, profile_of
+from benchmark.schema import (CONTROLS, FULL, QUICK, Cell, FollowRate, MeanCI, Metrics, PlanProbe, Rate,
+                              Selectivity, profile_of)
 from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS
 
 PLOTS = "leaderboard_plots"
@@ -152,6 +153,20 @@ def lookahead_all(cell: Cell) -> Figure | None:
 
 def task_loss(cell: Cell) -> Figure | None:
     return mean_figure(metrics(cell).task_loss)
+
+
+def follow_figure(f: FollowRate | None) -> Figure | None:
+    """A follow rate at its cross-fitted best layer: 'rate [lo, hi] (k/n, L2/3)'."""
+    if not f:
+        return None
+    layers = "/".join(map(str, f.best_layers))
+    return Figure(f.follow.value, f.follow.lo, f.follow.hi, f"{f.follow.k}/{f.follow.n}, L{layers}")
+
+
+def causal_follow(cell: Cell) -> Figure | None:
+    """The causal follow rate of the model at its cross-fitted best layer."""
+    causal = metrics(cell).causal
+    return follow_figure(causal.model) if causal else None
 
 
 Extract = Callable[[Cell], "Figure | None"]
@@ -380,7 +395,7 @@ def ranked_table(rows: list[Row], task_order: list[str], stale: set[str]) -> lis
     """The main table: one row per model or reference variant, ranked (see `rank`)."""
     head = ["#", "submission", "lookahead index [95% CI]"]
     for t in task_order:
-        head += [f"{t}: success@greedy", f"{t}: selectivity (layer)",
+        head += [f"{t}: success@greedy", f"{t}: selectivity (layer)", f"{t}: causal follow (layers)",
                  f"{t}: lookahead gain at decisions (nats)", f"{t}: lookahead gain, all positions (nats)"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     place = 0
@@ -405,12 +420,12 @@ def ranked_table(rows: list[Row], task_order: list[str], stale: set[str]) -> lis
 
 
 def task_columns(row: Row, task: str, is_learned: bool) -> list[str]:
-    """A row's four columns for one task."""
+    """A row's five columns for one task."""
     cells, ok = row.cells.get(task, []), row.ok(task)
     if not cells:
-        return ["not run"] * 4
+        return ["not run"] * 5
     if not ok:
-        return [f"error: {escape(cells[0].error)}", "–", "–", "–"]
+        return [f"error: {escape(cells[0].error)}", "–", "–", "–", "–"]
     failed = len(cells) - len(ok)
     successes = show(pooled(ok, success)) + (f" ({failed} failed: {escape(next(c.error for c in cells if not c.ok))})"
                                               if failed else "")
@@ -418,7 +433,8 @@ def task_columns(row: Row, task: str, is_learned: bool) -> list[str]:
         sel = show(pooled(ok, own_selectivity))
     else:
         sel = "n/a: task not learned"
-    return [successes, sel, show(pooled(ok, lookahead_at_decisions), 4, basis=False),
+    return [successes, sel, show(pooled(ok, causal_follow), basis=len(ok) == 1),
+            show(pooled(ok, lookahead_at_decisions), 4, basis=False),
             show(pooled(ok, lookahead_all), 4, basis=False)]
 
 
@@ -442,6 +458,7 @@ SUMMARY: tuple[tuple[str, Extract, int], ...] = (
     ("success@greedy", success, 3),
     ("own-target selectivity", own_selectivity, 3),
     ("reference-target selectivity", reference_selectivity, 3),
+    ("causal follow rate", causal_follow, 3),
     ("lookahead gain at decisions (nats)", lookahead_at_decisions, 4),
     ("lookahead gain, all positions (nats)", lookahead_all, 4),
 )
@@ -637,6 +654,7 @@ def task_section(task: str, cells: list[Cell], plot_dir: Path, md_dir: Path) -> 
     if plot:
         out += [f"![selectivity by layer per model, {task}]({plot.relative_to(md_dir).as_posix()})", ""]
     out += future_lens_table(ok)
+    out += causal_table(ok)
     return out
 
 
@@ -721,6 +739,32 @@ def future_lens_table(cells: list[Cell]) -> list[str]:
                 for k in ks]
         strongest = ", ".join(dict.fromkeys(p.strongest_control for p in lens.curve if p.strongest_control))
         out.append(f"| {escape(c.submission)} | {label} | " + " | ".join(cols) + f" | {escape(strongest) or '–'} |")
+    return out + [""]
+
+
+def causal_table(cells: list[Cell]) -> list[str]:
+    """The causal check per model: follow rate by layer, at the decision token and at the
+    control token, the cross-fitted best layer's figure, and the random-init model's."""
+    rows = [(c, metrics(c).causal) for c in sorted(cells, key=lambda c: c.submission) if metrics(c).causal]
+    rows = [(c, causal) for c, causal in rows if causal.model]
+    if not rows:
+        return []
+    out = ["Causal check (the decision-point state of a donor example whose plan differs, patched "
+           "into the recipient at one layer; follow = the recipient's completion switches to the "
+           "donor's plan; control = the same patch at a prompt token that holds no plan; best layer "
+           "chosen on one half of the test examples and scored on the other; Wilson 95% CI):", "",
+           "| submission | follow by layer | control by layer | follow, best layer | control, best layer | random-init follow, best layer |",
+           "|---|---|---|---|---|---|"]
+    for c, causal in rows:
+        model = causal.model
+        out.append("| " + " | ".join([
+            escape(c.submission),
+            " ".join(fmt(r.follow.value, 2) for r in model.per_layer),
+            " ".join(fmt(r.control.value, 2) for r in model.per_layer),
+            show(follow_figure(model)),
+            show(rate_figure(model.control)),
+            show(follow_figure(causal.random_init)),
+        ]) + " |")
     return out + [""]
 
 

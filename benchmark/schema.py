@@ -24,7 +24,8 @@ written by harness 4::
       amplification_gain             AmplificationGain: gain(D), gain(1) and lookahead = gain(D) - gain(1)
       plan_probe                     {target: PlanProbe {reference, own: Selectivity}}
       future_lens                    FutureLensPair {reference, own: FutureLens}
-      extra                          every other metric (e.g. "causal"), kept exactly as stored
+      causal                         CausalCheck {model, random-init: FollowRate}: patching the decision state
+      extra                          every other metric, kept exactly as stored
 
 The shape follows inspect_ai's EvalLog (a version number, a status with an error record, the
 evaluation's spec apart from its results, and what varies between runs kept apart) and
@@ -348,6 +349,39 @@ class FutureLensPair(Record):
     own: FutureLens | None
 
 
+@dataclass(frozen=True)
+class FollowLayer(Record):
+    """The causal check at one layer: patched at the decision token and at the control
+    token (the same patch where no plan is held), over the pairs whose plans differ."""
+
+    layer: int
+    follow: Rate  # the patched completion ends on the donor's plan
+    control: Rate  # the same, patched at the control token
+    keep: Rate  # the patched completion keeps the recipient's own plan
+    base: Rate  # unpatched, the recipient already ends on the donor's plan (all pairs)
+
+
+@dataclass(frozen=True)
+class FollowRate(Record):
+    """Causal follow rate of one model (`benchmark.causal`): per layer, and at the best
+    layer chosen on the other half of the test examples (cross-fitted, as the probes are)."""
+
+    per_layer: list[FollowLayer]
+    best_layers: list[int]  # the layer chosen on each half
+    follow: Rate  # at the cross-fitted best layer
+    control: Rate  # the control token, at the same layers
+    n_pairs: int
+    control_position: str
+
+
+@dataclass(frozen=True)
+class CausalCheck(Record):
+    """The follow rate of the model and of the random-init model of its architecture."""
+
+    model: FollowRate | None
+    random_init: FollowRate | None = _renamed("random-init", default=None)
+
+
 # ------------------------------------------------------------------ all metrics of a cell
 
 
@@ -366,11 +400,12 @@ class Metrics(Record):
     amplification_gain: AmplificationGain | None = None
     plan_probe: dict[str, PlanProbe] = field(default_factory=dict)
     future_lens: FutureLensPair | None = None
+    causal: CausalCheck | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     # The stored keys of the typed fields that are stored under their own name.
     _PLAIN = ("success_greedy", "success_beam", "task_loss", "amplification_gain", "plan_probe",
-              "future_lens")
+              "future_lens", "causal")
 
     @classmethod
     def _from_json(cls, value: Any, where: str) -> "Metrics":

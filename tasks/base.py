@@ -204,6 +204,14 @@ class Task(ABC):
         """
         return complete([ex["prompt"] for ex in examples])
 
+    def control_offset(self, example: dict, decision: dict) -> int:
+        """A character offset before ``decision`` whose token holds nothing the plan depends
+        on: the causal check patches there too, as its control. Default: the end of the
+        prompt's first word (tasks with a constant first word make this a no-op patch, which
+        reads 0 by construction; override where a better position exists)."""
+        first = re.match(r"\s*\S+", example["prompt"])
+        return min(first.end() if first else 1, decision["offset"])
+
     def plan_spans(self, example: dict) -> list[tuple[int, int]]:
         """Character spans of ``prompt + completion`` whose words the plan decides: where the
         amplification "gain at decisions" is scored (the prediction right after a decision

@@ -192,6 +192,11 @@ class RhymesTask(Task):
         ends = self._ends(example, completion)
         return ends[1] if ends else None
 
+    def control_offset(self, example: dict, decision: dict) -> int:
+        """Line 1's NOUN: it varies between prompts but the rule for B never reads it."""
+        words = example["prompt"].split(" ")  # "couplet : ADJ NOUN VERB the A /"
+        return len(" ".join(words[:4]))
+
     def plan_spans(self, example: dict) -> list[tuple[int, int]]:
         """Line 2's opener and middle words: fixed functions of its rhyme word B, so only a
         model that holds B can predict them ("and" is the same on every line)."""

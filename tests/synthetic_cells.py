@@ -53,8 +53,16 @@ def lens(gain: float) -> dict:
     return {"n_layers": 3, "max_rows": 400, "seed": 0, "n_boot": 100, "curve": [point, short]}
 
 
+def follow(k: int, n: int = 100, control_k: int = 0) -> dict:
+    """A model's causal check: follow k/n at its best layers, control control_k/n."""
+    layer = {"layer": 1, "follow": rate(k, n), "control": rate(control_k, n), "keep": rate(n - k, n),
+             "base": rate(0, n)}
+    return {"per_layer": [layer | {"layer": 0, "follow": rate(0, n)}, layer], "best_layers": [1, 1],
+            "follow": rate(k, n), "control": rate(control_k, n), "n_pairs": n, "control_position": "task"}
+
+
 def metrics(k: int, sel: float, sel_half: float = 0.02, lookahead: float = 0.001, loss: float = 1.0,
-            baseline_k: int | None = None) -> dict:
+            baseline_k: int | None = None, follow_k: int | None = None) -> dict:
     """A cell's metrics: success k/100, own-target selectivity ``sel`` (± ``sel_half``),
     lookahead gain at decisions, task loss, and an optional model-free baseline's k/100."""
     gain_d, gain_1 = 0.004 + lookahead, 0.004
@@ -78,6 +86,8 @@ def metrics(k: int, sel: float, sel_half: float = 0.02, lookahead: float = 0.001
     }
     if baseline_k is not None:
         out["baseline_random-guess"] = {"all": rate(baseline_k), "groups": {}}
+    if follow_k is not None:
+        out["causal"] = {"model": follow(follow_k), "random-init": follow(1)}
     return out
 
 

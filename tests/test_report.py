@@ -30,7 +30,7 @@ def results(tmp_path):
         name = f"ref-myopic-s{seed}"
         store(root, cell_dict(name, "rhymes", metrics(k, sel, loss=loss), ref("myopic", seed)))
         store(root, cell_dict(name, "constrained", metrics(0, 0.3, baseline_k=20), ref("myopic", seed)))
-    store(root, cell_dict("good-model", "rhymes", metrics(80, 0.20, sel_half=0.05)))
+    store(root, cell_dict("good-model", "rhymes", metrics(80, 0.20, sel_half=0.05, follow_k=62)))
     # 10/100 on constrained: above 0, but not above the baseline's 20%.
     store(root, cell_dict("good-model", "constrained", metrics(10, 0.40, baseline_k=20)))
     store(root, cell_dict("noisy-model", "rhymes", metrics(70, 0.30, sel_half=0.40)))
@@ -93,6 +93,9 @@ def test_leaderboard_rebuilds_byte_for_byte_and_shows_the_right_figures(results,
     assert "controls: embedding / random-init / bag-of-words / joint / own-next-word" in per_task
     assert "| joint / bag\\-of\\-words |" in per_task  # strongest control chosen on each half
     assert "current\\-token" in per_task  # the future lens names its strongest control
+    # The causal check beside selectivity: the best layer's follow rate with its interval.
+    assert "| 0.620 [0.522, 0.709] (62/100, L1/1) |" in good
+    assert "| good\\-model | 0.00 0.62 | 0.00 0.00 | 0.620 [0.522, 0.709] (62/100, L1/1) | 0.000 [0.000, 0.037] (0/100) | 0.010" in per_task
 
 
 def test_a_leaderboard_is_never_overwritten_from_another_workspace(results, tmp_path):

@@ -11,9 +11,9 @@ from synthetic_cells import cell_dict, metrics, selectivity, store
 
 
 def test_a_cell_round_trips_through_its_file(tmp_path):
-    data = cell_dict("model-a", "rhymes", metrics(80, 0.2, baseline_k=5),
+    data = cell_dict("model-a", "rhymes", metrics(80, 0.2, baseline_k=5, follow_k=40),
                      reference={"variant": "unstunted", "seed": 1, "profile": "full"})
-    data["metrics"]["causal"] = {"follow_rate": 0.4, "future": [1, 2]}  # not typed yet
+    data["metrics"]["steering"] = {"rate": 0.4, "future": [1, 2]}  # not typed yet
     cell = store(tmp_path, data)
     back = load_cell(cell_path(tmp_path, "model-a", "rhymes"))
     assert back == cell
@@ -25,7 +25,8 @@ def test_a_cell_round_trips_through_its_file(tmp_path):
     assert m.amplification_gain.lam == 0.1 and m.amplification_gain.lookahead.decisions.value == 0.001
     assert m.plan_probe["rhyme_word"].own.control_layers["joint"] == [2, 2]
     assert m.future_lens.own.curve[1].crossfit_gain is None
-    assert m.extra == {"causal": {"follow_rate": 0.4, "future": [1, 2]}}
+    assert m.causal.model.follow.k == 40 and m.causal.random_init.best_layers == [1, 1]
+    assert m.extra == {"steering": {"rate": 0.4, "future": [1, 2]}}
     assert back.reference.seed == 1 and back.profile == "full"
 
 

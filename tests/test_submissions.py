@@ -401,7 +401,7 @@ def test_rendered_row_with_hostile_text():
     cells = [Cell(submission="x", task="rhymes", status="error", error=hostile)]
     head, _, row = ranked_table(build_rows(cells), ["rhymes"], stale=set())
     assert row == ("| – | x | – | error: &lt;img src=x onerror=alert\\(1\\)&gt; \\| pipe \\| "
-                   "\\[link\\]\\(http://x\\) | – | – | – |")
+                   "\\[link\\]\\(http://x\\) | – | – | – | – |")
     # Unescaped pipes would add cells: the row has exactly the header's columns.
     assert row.replace("\\|", "").count("|") == head.count("|")
 
