@@ -290,11 +290,24 @@ def _pairs(items: list[dict], n_pairs: int, seed: int) -> list[tuple[int, int]]:
     return chosen
 
 
-def _score(pairs, own, patched_targets, reference) -> dict:
-    """Rates for one (layer, position): see `follow_rate`."""
+def _first_word(text: str) -> str | None:
+    words = text.split()
+    return words[0] if words else None
+
+
+def _score(pairs, own, first, patched_targets, patched_first, reference) -> dict:
+    """Rates for one (layer, position): see `follow_rate`.
+
+    A follow counts only when the recipient's first emitted word is the one it emits
+    unpatched: a patch at the last layer sets the next token directly, and a completion that
+    merely cascades from a changed first word (a random model repeating it) is not a plan
+    read from the patched state. For the same reason a pair is informative only when the
+    plans are not the completions' first words (a mate in 1 has nothing beyond its next move).
+    """
     informative = [(i, r, d) for i, (r, d) in enumerate(pairs)
-                   if own[d] is not None and own[d] != own[r]]
-    k_follow = sum(patched_targets[i] == own[d] for i, r, d in informative)
+                   if own[d] is not None and own[d] != own[r] and own[r] != first[r] and own[d] != first[d]]
+    steady = [patched_first[i] == first[r] for i, (r, _) in enumerate(pairs)]
+    k_follow = sum(steady[i] and patched_targets[i] == own[d] for i, r, d in informative)
     k_keep = sum(patched_targets[i] == own[r] for i, r, d in informative)
     n = len(pairs)
     k_all = sum(own[d] is not None and patched_targets[i] == own[d] for i, (r, d) in enumerate(pairs))
@@ -304,6 +317,7 @@ def _score(pairs, own, patched_targets, reference) -> dict:
     return {
         "follow": _rate(k_follow, len(informative)),
         "keep": _rate(k_keep, len(informative)),
+        "first_word_kept": _rate(sum(steady), n),
         "follow_all": _rate(k_all, n),
         "base": _rate(k_base, n),
         "follow_reference": _rate(k_ref, n),
@@ -333,9 +347,11 @@ def follow_rate(
     token index; the donor's state at the same token), each a rate dict ``{k, n, rate, lo, hi}``
     with a Wilson 95% interval:
 
-    - ``follow``: patched target == donor's plan, over the pairs whose plans differ (the
-      donor has a plan and it is not the recipient's own): the headline, base rate 0 by
-      construction.
+    - ``follow``: patched target == donor's plan and the recipient's first emitted word
+      unchanged, over the pairs whose plans differ (the donor has a plan and it is not the
+      recipient's own) and lie beyond the first word: the headline, base rate 0 by
+      construction (see `_score` for why the first word must stay).
+    - ``first_word_kept``: over all pairs, the patched first word is the unpatched one.
     - ``keep``: over the same pairs, the patched recipient still ends on its own plan.
     - ``follow_all`` and ``base``: over all pairs, patched (resp. unpatched) recipient ends
       on the donor's plan; ``base`` is what chance and shared attractors give.
@@ -376,6 +392,7 @@ def follow_rate(
     unique = sorted(set(prompt_of.values()))
     plain = dict(zip(unique, greedy(loaded, unique, task.max_new_tokens, batch_size=batch_size)))
     own = {i: t for i, t in zip(used, targets([plain[prompt_of[i]] for i in used], used))}
+    first = {i: _first_word(plain[prompt_of[i]]) for i in used}
     reference = {i: items[i]["target"] for i in used}
 
     recipients = [r for r, _ in pairs]
@@ -391,7 +408,8 @@ def follow_rate(
             comps = greedy(loaded, recipient_prompts, task.max_new_tokens, layer=layer,
                            token_positions=[items[r][where] for r in recipients],
                            vectors=donor_states[li], batch_size=batch_size)
-            result["per_layer"][li][where] = _score(pairs, own, targets(comps, recipients), reference)
+            result["per_layer"][li][where] = _score(pairs, own, first, targets(comps, recipients),
+                                                    [_first_word(c) for c in comps], reference)
     result["own_plan_defined"] = _rate(sum(own[i] is not None for i in used), len(used))
     return result
 
