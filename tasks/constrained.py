@@ -65,6 +65,7 @@ import random
 from typing import NamedTuple
 
 from tasks.base import SPLITS, Task, make_example, split_of, words
+from tasks.pronounce import rhyme_parts, rhymes_with
 
 VERSION = "1"
 FAMILIES = ("end-word", "end-rhyme", "kth-word", "counts", "acrostic")
@@ -244,19 +245,6 @@ def nouns() -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _rhyme_parts(word: str) -> frozenset[str]:
-    import pronouncing
-
-    return frozenset(pronouncing.rhyming_part(p) for p in pronouncing.phones_for_word(word))
-
-
-def rhymes_with(a: str, b: str) -> bool:
-    """True when two different words rhyme in some CMU pronunciation of each."""
-    a, b = a.lower().strip(), b.lower().strip()
-    return bool(a and b and a != b and _rhyme_parts(a) & _rhyme_parts(b))
-
-
-@functools.lru_cache(maxsize=None)
 def starts_with_vowel_sound(word: str) -> bool:
     """Does the word start with a vowel sound ("an hour", but "a unicorn"), by CMU?"""
     import pronouncing
@@ -282,11 +270,11 @@ def rhyme_partners() -> dict[str, tuple[str, ...]]:
         + [v for t in TOPICS for v in t.verbs if " " not in v] + list(SUBJECT_ADJECTIVES)))
     by_part: dict[str, list[str]] = {}
     for noun in nouns():
-        for part in _rhyme_parts(noun):
+        for part in rhyme_parts(noun):
             by_part.setdefault(part, []).append(noun)
     table = {}
     for cue in content:
-        found = {n for part in _rhyme_parts(cue) for n in by_part.get(part, ()) if n != cue}
+        found = {n for part in rhyme_parts(cue) for n in by_part.get(part, ()) if n != cue}
         if found:
             table[cue] = tuple(n for n in nouns() if n in found)
     return table

@@ -1,28 +1,36 @@
-"""Rhyming couplets: the task where a planned word pays off before it is written.
+"""Rhyming couplets where the rhyme word is planned at the line break: the planner task.
 
 Text format (space-separated tokens)::
 
     couplet : quiet dogs chased the cat / and then we saw a hat
     |------------ prompt -------------| |------ completion ------|
 
-- Line 1 is ``ADJ NOUN VERB the A`` and ends on a rhyme word A.
-- Line 2 is ``and OPENER(B) MIDDLE(B) B``: it ends on B, another member of A's rhyme class,
-  and its early words are a fixed function of B. So a model that has decided on B at the
-  end of line 1 predicts the opener and the middle words; one that has not, cannot.
-- Which member of the class B is depends on line 1 through a modular sum of two hidden
-  word values (``(value(ADJ) + value(VERB)) mod 4``). A bag of words over the prompt cannot
-  compute a modular sum, so the bag-of-words probe control stays weak, while a transformer
-  can compute it; that is what makes probe selectivity meaningful.
-- Position 1 of line 2 (``and``) is fixed, so the plan is not needed for the very next token:
-  a model that holds B at the decision point has computed it ahead of need.
+- Line 1 is ``ADJ NOUN VERB the A`` and ends on a rhyme word A. Each rhyme class has eight
+  words: four that can end line 1 (A-words) and four that can end line 2 (B-words).
+- Which B-word ends line 2 is the class's B-word number v, the **slot**, with
+  v = (value(ADJ) + value(VERB)) mod 4 (a word's value is its list index mod 4). A bag of
+  words of the prompt cannot compute a modular sum, while a transformer can: the slot is
+  the plan, decided at the line break "/" from line 1 (the decision point) and needed
+  only later.
+- Line 2 is ``and OPENER MIDDLE1 MIDDLE2 B``: "and" is the same on every line, so the plan
+  is not needed for the very next token; OPENER is the slot's word (OPENERS[v]) and the
+  middle words a fixed function of B, so a model that has decided the slot at "/" predicts
+  them, and one that has not cannot.
+- The verifier is strict: line 2 must end on the B-word the rule calls for ("any rhyme"
+  let a model pick A's most frequent partner by a near-linear lookup and never learn the
+  rule: 95% success, rule followed 23-26% of the time, chance 25%; task v1).
 
-"Dead-end" items (the "Cheddar is marigold, not orange" example) stop before the last word
-of line 1: the model must itself end line 1 on a word that has rhymes. Training data also
-holds ``prose :`` lines whose same frames end on dead-end words (no rhyme in the
-vocabulary), so the locally likely word in that slot is a trap that only a plan avoids.
+Training data draws ADJ and VERB from their value-0 words half the time each (train split
+only; dev and test are uniform): a curriculum in the data. On uniform data a 4 x 128 GPT-2
+stayed at chance on the rule for 4,000 steps (the modular sum gives no early signal);
+with the skew it followed the rule in 99% of test prompts after 1,500 steps (one pass over
+24,000 items). Measured: the model then holds the slot at "/" (linear probe 0.99) and
+combines it with A's class into B one token later, at "and": a probe for B itself at "/"
+reads 0.11, so the first target is the slot and B is the second (both reported).
 
-Rhymes come from the CMU Pronouncing Dictionary (`pronouncing`) and words from `wordfreq`:
-real English, no network.
+Task v1's dead-end items and prose traps are not part of v2 (they were not measured with
+the planner recipe). Rhymes come from the CMU Pronouncing Dictionary (`pronouncing`) and
+words from `wordfreq`: real English, no network.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ from __future__ import annotations
 import functools
 import random
 
+from tasks.pronounce import rhymes_with
 from tasks.base import Task, make_example, split_of, words
 
-VERSION = "1"
+VERSION = "2"
 
 ADJECTIVES = ["quiet", "happy", "tired", "little", "angry", "gentle", "clever", "lonely",
               "brave", "hungry", "sleepy", "proud", "wild", "silent", "lucky", "busy"]
@@ -42,12 +51,13 @@ VERBS = ["chased", "found", "liked", "watched", "followed", "wanted", "painted",
 OPENERS = ["then", "so", "now", "soon", "still", "once", "there", "here"]
 MIDDLES = [("we", "saw"), ("you", "knew"), ("i", "met"), ("they", "left"),
            ("she", "kept"), ("he", "lost")]
-# Words with no rhyme in the vocabulary: the trap that prose lines end on.
+# Words kept out of the rhyme classes (task v1's dead ends: no rhyme in the vocabulary).
 DEAD_END_WORDS = ["orange", "silver", "purple", "month", "people", "music", "family", "woman",
                   "problem", "country", "future", "office", "window", "husband", "circle",
                   "animal"]
 N_CLASSES = 32
-CLASS_SIZE = 5  # every rhyme word has exactly 4 partners: the modular sum picks one
+N_A = N_B = 4  # A-words and B-words per class: the slot v picks one of the N_B B-words
+TRAIN_SKEW = 0.5  # train split only: P(ADJ, resp. VERB, is drawn from its value-0 words)
 BLOCKLIST = {"bitch", "butt", "fuck", "shit", "ass", "damn", "hell", "sex", "gay", "lol",
              "inc", "san", "hong", "jim", "kim", "tim", "mike", "ben", "mary", "harry", "gary",
              "madrid", "july", "mum", "dumb", "kill"}
@@ -55,7 +65,8 @@ BLOCKLIST = {"bitch", "butt", "fuck", "shit", "ass", "damn", "hell", "sex", "gay
 
 @functools.lru_cache(maxsize=1)
 def rhyme_classes() -> list[list[str]]:
-    """The task's rhyme classes: 48 groups of 5 common words sharing a CMU rhyming part.
+    """The task's rhyme classes: 32 groups of 8 common words sharing a CMU rhyming part,
+    the first four of each its A-words, the last four its B-words.
 
     Built from the 5,000 most frequent English words (wordfreq), skipping the 200 most
     frequent (function words) and a block list; deterministic.
@@ -73,7 +84,7 @@ def rhyme_classes() -> list[list[str]]:
         phones = pronouncing.phones_for_word(word)
         if phones:
             groups.setdefault(pronouncing.rhyming_part(phones[0]), []).append(word)
-    full = [members[:CLASS_SIZE] for members in groups.values() if len(members) >= CLASS_SIZE]
+    full = [members[:N_A + N_B] for members in groups.values() if len(members) >= N_A + N_B]
     return full[:N_CLASSES]
 
 
@@ -82,69 +93,72 @@ def _class_of() -> dict[str, int]:
     return {w: i for i, members in enumerate(rhyme_classes()) for w in members}
 
 
-def rhymes_with(a: str, b: str) -> bool:
-    """True when two different words rhyme in some CMU pronunciation of each."""
-    import pronouncing
-
-    a, b = a.lower().strip(), b.lower().strip()
-    if not a or not b or a == b:
-        return False
-    parts_a = {pronouncing.rhyming_part(p) for p in pronouncing.phones_for_word(a)}
-    parts_b = {pronouncing.rhyming_part(p) for p in pronouncing.phones_for_word(b)}
-    return bool(parts_a & parts_b)
+@functools.lru_cache(maxsize=1)
+def _b_index() -> dict[str, int]:
+    """Every B-word's index among all B-words in sorted order (it fixes the middle words)."""
+    return {w: i for i, w in enumerate(sorted(w for m in rhyme_classes() for w in m[N_A:]))}
 
 
-def line2_words(b: str) -> list[str]:
-    """Line 2 for rhyme word B: ``and OPENER MIDDLE... B``, its early words fixed by B."""
-    index = sorted(_class_of()).index(b)
-    opener = OPENERS[index % len(OPENERS)]
-    middle = MIDDLES[(index // len(OPENERS)) % len(MIDDLES)]
-    return ["and", opener, *middle, b]
+def a_words(c: int) -> list[str]:
+    return rhyme_classes()[c][:N_A]
+
+
+def b_words(c: int) -> list[str]:
+    return rhyme_classes()[c][N_A:]
+
+
+def slot(adj: str, verb: str) -> int:
+    """The plan: which of the class's B-words ends line 2, (value(ADJ) + value(VERB)) mod 4."""
+    return (ADJECTIVES.index(adj) % N_B + VERBS.index(verb) % N_B) % N_B
 
 
 def partner(a: str, adj: str, verb: str) -> str:
     """The rhyme word B that line 1 (its A, ADJ and VERB) calls for."""
-    members = rhyme_classes()[_class_of()[a]]
-    others = [w for w in members if w != a]
-    value = (ADJECTIVES.index(adj) % 4 + VERBS.index(verb) % 4) % len(others)
-    return others[value]
+    return b_words(_class_of()[a])[slot(adj, verb)]
+
+
+def line2_words(b: str) -> list[str]:
+    """Line 2 for rhyme word B: ``and OPENER MIDDLE1 MIDDLE2 B``; the opener names B's slot,
+    the middle words are a fixed function of B."""
+    place = b_words(_class_of()[b]).index(b)
+    middle = MIDDLES[(_b_index()[b] // len(OPENERS)) % len(MIDDLES)]
+    return ["and", OPENERS[place], *middle, b]
 
 
 class RhymesTask(Task):
     name = "rhymes"
     version = VERSION
-    description = "Rhyming couplets: line 2's early words depend on the rhyme word that ends it."
-    target_names = ("rhyme_word",)
+    description = ("Rhyming couplets: the rhyme word's slot is a modular sum of two line-1 words, "
+                   "planned at the line break; line 2's early words depend on it.")
+    # The slot first: the lookahead index uses a task's first target, and the slot is what
+    # the model holds at "/" (B itself is formed one token later; see the module docstring).
+    target_names = ("rhyme_slot", "rhyme_word")
     max_new_tokens = 10
     sizes = {"full": (24000, 500), "quick": (3000, 100)}  # (train, per eval split)
-    example_tokens = 11  # couplets 14, prose lines 7
-    dead_end_share = 0.25
-    prose_share = 0.25  # of training items only
+    example_tokens = 14
 
-    def _item(self, rng: random.Random, kind: str) -> dict:
+    def _item(self, rng: random.Random, split: str) -> dict:
         adj, noun, verb = rng.choice(ADJECTIVES), rng.choice(NOUNS), rng.choice(VERBS)
-        frame = f"{adj} {noun} {verb} the"
-        if kind == "prose":
-            return make_example("", f"prose : {frame}", f" {rng.choice(DEAD_END_WORDS)}", [],
-                                {"group": "prose"})
-        a = rng.choice(rng.choice(rhyme_classes()))
-        b = partner(a, adj, verb)
-        line2 = " ".join(line2_words(b))
-        meta = {"group": kind, "a": a, "b": b}
-        if kind == "couplet":
-            prompt = f"couplet : {frame} {a} /"
-            decision = {"name": "rhyme_word", "offset": len(prompt), "target": b, "horizon": 5}
-            return make_example("", prompt, f" {line2}", [decision], meta)
-        # Dead-end items are scored for success only: the model picks its own A, so the
-        # reference B is not a target a probe could be fair about.
-        return make_example("", f"couplet : {frame}", f" {a} / {line2}", [], meta)
+        if split == "train":  # the curriculum in the data (module docstring)
+            if rng.random() < TRAIN_SKEW:
+                adj = rng.choice(ADJECTIVES[::N_B])
+            if rng.random() < TRAIN_SKEW:
+                verb = rng.choice(VERBS[::N_B])
+        c = rng.randrange(len(rhyme_classes()))
+        a = rng.choice(a_words(c))
+        v = slot(adj, verb)
+        b = b_words(c)[v]
+        prompt = f"couplet : {adj} {noun} {verb} the {a} /"
+        decisions = [{"name": "rhyme_slot", "offset": len(prompt), "target": str(v), "horizon": 5},
+                     {"name": "rhyme_word", "offset": len(prompt), "target": b, "horizon": 5}]
+        meta = {"group": "couplet", "a": a, "b": b, "slot": v}
+        return make_example("", prompt, " " + " ".join(line2_words(b)), decisions, meta)
 
     def generate(self, split: str, n: int, seed: int):
-        """``n`` items of ``split`` ("train", "dev" or "test"); prose lines only in train.
+        """``n`` couplets of ``split`` ("train", "dev" or "test").
 
-        Items are assigned to splits by their prompt, so no prompt is shared between splits.
-        Evaluation prompts are distinct; training may repeat a dead-end or prose frame with a
-        different ending.
+        Items are assigned to splits by their prompt, so no prompt is shared between splits,
+        and evaluation prompts are distinct.
         """
         import datasets
 
@@ -155,28 +169,16 @@ class RhymesTask(Task):
             attempts += 1
             if attempts > 200 * n + 10000:
                 raise RuntimeError(f"rhymes: cannot draw {n} distinct {split} items")
-            if split == "train" and rng.random() < self.prose_share:
-                kind = "prose"
-            else:
-                kind = "dead-end" if rng.random() < self.dead_end_share else "couplet"
-            ex = self._item(rng, kind)
-            key = ex["prompt"] if split != "train" else ex["prompt"] + ex["completion"]
-            if split_of(ex["prompt"]) != split or key in seen:
+            ex = self._item(rng, split)
+            if split_of(ex["prompt"]) != split or (split != "train" and ex["prompt"] in seen):
                 continue
-            seen.add(key)
+            seen.add(ex["prompt"])
             ex["id"] = f"{self.name}-{split}-{seed}-{len(rows)}"
             rows.append(ex)
         return datasets.Dataset.from_list(rows)
 
     def _ends(self, example: dict, completion: str) -> tuple[str, str] | None:
         """(A, B): the word ending line 1 and the word ending line 2, or None."""
-        meta = self.meta(example)
-        if meta.get("group") == "dead-end":
-            line1_end, _, line2 = completion.partition("/")
-            first, last = words(line1_end), words(line2)
-            if not first or not last or not _:
-                return None
-            return first[-1], last[-1]
         line1 = words(example["prompt"].rsplit("/", 1)[0])
         line2 = words(completion.split("/")[0])
         if not line1 or not line2:
@@ -184,32 +186,41 @@ class RhymesTask(Task):
         return line1[-1], line2[-1]
 
     def check(self, example: dict, completion: str) -> bool:
-        """Line 2 ends on a different word that rhymes, by CMU pronunciation, with line 1's."""
+        """Strict: line 2 ends on the B-word the rule calls for (a rhyme, and the right one)."""
+        ends = self._ends(example, completion)
+        return ends is not None and ends[1] == self.meta(example)["b"]
+
+    def rhymes(self, example: dict, completion: str) -> bool:
+        """The lenient v1 verifier: line 2 ends on a different word that rhymes with line 1's."""
         ends = self._ends(example, completion)
         return ends is not None and rhymes_with(*ends)
 
     def target_from_completion(self, example: dict, completion: str, name: str) -> str | None:
+        """``rhyme_word``: the word ending line 2; ``rhyme_slot``: its slot among the
+        example's class's B-words (None when it is not one of them)."""
         ends = self._ends(example, completion)
-        return ends[1] if ends else None
+        if not ends:
+            return None
+        if name == "rhyme_word":
+            return ends[1]
+        options = b_words(_class_of()[self.meta(example)["a"]])
+        return str(options.index(ends[1])) if ends[1] in options else None
 
     def control_offset(self, example: dict, decision: dict) -> int:
-        """Line 1's NOUN: it varies between prompts but the rule for B never reads it."""
-        words = example["prompt"].split(" ")  # "couplet : ADJ NOUN VERB the A /"
-        return len(" ".join(words[:4]))
+        """Line 1's NOUN: it varies between prompts but the rule never reads it."""
+        words_ = example["prompt"].split(" ")  # "couplet : ADJ NOUN VERB the A /"
+        return len(" ".join(words_[:4]))
 
     def plan_spans(self, example: dict) -> list[tuple[int, int]]:
-        """Line 2's opener and middle words: fixed functions of its rhyme word B, so only a
-        model that holds B can predict them ("and" is the same on every line)."""
+        """Line 2's opener and middle words: fixed by the slot and by B, so only a model
+        that holds the plan can predict them ("and" is the same on every line)."""
         text = example["prompt"] + example["completion"]
-        spans = []
-        for d in example["decisions"]:
-            and_end = text.index(" and", d["offset"]) + len(" and")
-            b_start = text.rindex(" " + d["target"]) + 1
-            spans.append((and_end, b_start))
-        return spans
+        and_end = text.index(" and", len(example["prompt"])) + len(" and")
+        b_start = text.rindex(" ") + 1
+        return [(and_end, b_start)]
 
     def vocabulary(self) -> list[str]:
-        tokens = ["couplet", "prose", ":", "/", "the", "and", *ADJECTIVES, *NOUNS, *VERBS,
-                  *OPENERS, *(w for m in MIDDLES for w in m), *DEAD_END_WORDS]
+        tokens = ["couplet", ":", "/", "the", "and", *ADJECTIVES, *NOUNS, *VERBS,
+                  *OPENERS, *(w for m in MIDDLES for w in m)]
         tokens += [w for members in rhyme_classes() for w in members]
         return list(dict.fromkeys(tokens))

@@ -158,63 +158,33 @@ def test_gain_formula():
 # --------------------------------------------------------------------------- lookahead gain
 
 
-def _items(out, n_rows: int) -> list[dict]:
-    """Per-row items as evaluate.token_scores builds them, from one amplified_scores call."""
-    items = []
-    for r in range(n_rows):
-        sel = out["rows"] == r
-        items.append({"logp": out["logp_true"][sel].double(), "q": out["q_true"][sel].double(),
-                      "q1": out["q1_true"][sel].double(), "decision": [True] * int(sel.sum())})
-    return items
-
-
 def test_lookahead_gain_is_exactly_zero_for_a_depth_one_search():
     from benchmark.evaluate import EvalConfig, amplification_gain
+    from benchmark.validate import gain_items
 
     model = tiny_gpt2()
     ids = torch.randint(1, VOCAB, (6, 8), generator=torch.Generator().manual_seed(4))
     out = amplified_scores(model, ids, None, None, width=4, depth=1)
     assert torch.equal(out["q_true"], out["q1_true"])  # a depth-1 search is truncation only
-    items = _items(out, 6)
+    items = gain_items(out, 6)
     gain = amplification_gain(items[:3], items[3:], EvalConfig(n_boot=50))
     assert gain["lookahead"]["all"]["value"] == 0.0 and gain["lookahead"]["all"]["hi"] == 0.0
     assert gain["all"] == gain["depth1"]["all"]
 
 
 def test_lookahead_gain_fires_where_deeper_search_finds_what_depth_one_cannot():
-    """A toy language: after BOS, token A (p = 0.3) is always followed by Z, while B, C, D
-    (p ~ 0.23 each) are followed by any of 16 tokens. A depth-2 search sees that A's future
-    is certain and puts most of q on A; truncation to the top 4 gives A only ~0.3. On text
-    that starts with A, gain(2) - gain(1) must be clearly positive."""
+    """The validate toy (`benchmark.validate.toy_lookahead_model`): A's future is certain,
+    so a depth-2 search puts most of q on A where truncation to the top 4 gives ~0.3; on
+    text that starts with A, gain(2) - gain(1) must be clearly positive."""
     from benchmark.evaluate import EvalConfig, amplification_gain
+    from benchmark.validate import gain_items, toy_lookahead_model
 
-    torch.manual_seed(0)
-    BOS, A, Z, B, C, D = 1, 2, 3, 4, 5, 6
-    tails = list(range(8, 24))
-    g = torch.Generator().manual_seed(0)
-
-    def sample(n: int) -> torch.Tensor:
-        first = torch.tensor([A, B, C, D])[torch.multinomial(torch.tensor([0.3, 0.233, 0.233, 0.234]), n, True, generator=g)]
-        second = torch.where(first == A, torch.full((n,), Z), torch.tensor(tails)[torch.randint(len(tails), (n,), generator=g)])
-        return torch.stack([torch.full((n,), BOS), first, second], 1)
-
-    model = tiny_gpt2()
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(120):
-        batch = sample(64)
-        logits = model(batch).logits[:, :-1]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    text = torch.tensor([[BOS, A, Z]] * 40)
-    positions = [(r, 0) for r in range(40)]  # the prediction of the first token
+    model, text = toy_lookahead_model()
+    positions = [(r, 0) for r in range(len(text))]  # the prediction of the first token
     deep = amplified_scores(model, text, None, positions, width=4, depth=2)
     shallow = amplified_scores(model, text, None, positions, width=4, depth=1)
     assert torch.allclose(deep["q1_true"], shallow["q_true"])
     assert (deep["q_true"] > deep["q1_true"] + 0.2).all()
-    items = _items(deep, 40)
+    items = gain_items(deep, len(text))
     gain = amplification_gain(items[:20], items[20:], EvalConfig(n_boot=200))
     assert gain["lookahead"]["all"]["lo"] > 0.1

@@ -58,7 +58,7 @@ def test_evaluate_cache_resume_and_determinism(submission, tmp_path):
     probe = m["plan_probe"]["rhyme_word"]["own"]
     assert len(probe["selectivity"]) == 3  # embeddings + 2 layers
     assert set(probe["control_accuracy"]) == {"embedding", "random-init", "bag-of-words", "own-next-word", "joint"}
-    # Per group (rhymes: ordinary couplets and dead ends): gain with the task's λ, and the
+    # Per group (rhymes v2: couplets only): gain with the task's λ, and the
     # same probes scored on each group's rows (groups under 20 test rows are left out).
     assert set(m["amplification_gain"]["groups"]) == set(m["success_greedy"]["groups"])
     assert sum(g["all"]["n"] for g in m["amplification_gain"]["groups"].values()) == m["amplification_gain"]["all"]["n"]
@@ -104,7 +104,9 @@ def test_leaderboard_from_results(submission, tmp_path):
     rows = write_leaderboard(results, out, submission.parent)
     text = out.read_text()
     assert rows == 1 and "tiny\\-ref" in text and "lookahead index" in text.lower()
-    assert "By group" in text and "| tiny\\-ref | dead\\-end |" in text
+    # Rhymes v2 has one group, so no per-group table; the probe and causal tables are there.
+    assert "By group" not in text and "| tiny\\-ref | rhyme\\_slot | reference |" in text
+    assert "Causal check" in text
     assert list((tmp_path / "leaderboard_plots").glob("*.png"))
 
 

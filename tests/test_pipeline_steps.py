@@ -113,7 +113,8 @@ def test_evaluate_builds_one_job_per_submission_and_names_the_failures(tmp_path,
     subs = tmp_path / "subs"
     for name in ("bad", "good", "other"):
         submission(subs / name)
-    ws = pipeline.workspace(True, subs, results=tmp_path / "results")
+    # References in their own (empty) folder: the test must not see a quick run left in runs/.
+    ws = pipeline.workspace(True, subs, references=tmp_path / "references", results=tmp_path / "results")
     events = []
     failed = pipeline.evaluate([], ["rhymes", "constrained"], ws, 1, force=True, on_event=events.append)
     assert failed == ["bad"]

@@ -69,17 +69,19 @@ def test_a_task_that_reads_no_files_says_so(name, tmp_path):
 
 
 def test_check_generated_counts_by_group_and_lists_failures():
-    report = get_task("rhymes").check_generated(20)
-    assert report.ok and (report.total, report.verified) == (40, 40)
-    assert set(report.by_group) == {"couplet", "dead-end"} and report.failures == []
+    from tasks.constrained import ConstrainedTask
 
-    class Broken(RhymesTask):
+    report = get_task("constrained").check_generated(20)
+    assert report.ok and (report.total, report.verified) == (40, 40)
+    assert len(report.by_group) > 1 and "counts" in report.by_group and report.failures == []
+
+    class Broken(ConstrainedTask):
         def check(self, example, completion):
-            return self.group(example) == "couplet"
+            return self.group(example) != "counts"
 
     report = Broken().check_generated(20)
-    dead_ends = report.by_group["dead-end"][1]
-    assert not report.ok and report.verified == 40 - dead_ends and len(report.failures) == dead_ends
+    counts = report.by_group["counts"][1]
+    assert not report.ok and report.verified == 40 - counts and len(report.failures) == counts
     assert all("reference completion fails the verifier" in f for f in report.failures)
     assert not CheckReport("items").ok  # nothing checked is not a pass
 

@@ -1,0 +1,190 @@
+"""`mesabench validate`: the instrument tests itself on models whose answer is known.
+
+Each check measures a known-answer case with the same code that scores submissions and
+compares it with what must come out:
+
+- **gain**: a toy language where a depth-2 search finds what truncation cannot (the
+  lookahead gain must fire) and a depth-1 search (it must read exactly 0);
+- **probes**: simulated probes whose true selectivity is 0 (the cross-fitted selectivity
+  must average 0 with honest coverage), and the planner's own states with shuffled labels
+  (must read 0);
+- **calibration**: the pre-caching task of Wu, Morris & Levine 2024 (`benchmark.calibration`):
+  myopic training must lose what only pre-caching gives, and keep what pays at once;
+- **planner**: the unstunted rhymes reference, which must follow the task's rule, whose plan
+  the probes must decode beyond every control and whose decision state the model must follow
+  when patched (`benchmark.evaluate.evaluate_cell`, the cell every submission gets), against
+  the random-init model and a control position, where nothing may fire.
+
+`run_checks` returns `Check` records; `benchmark.schema.Validation` stores them beside the
+results, and the leaderboard shows them ("Is the instrument working?"). ``breaks`` names
+checks to break on purpose (tests use it to see that a broken instrument fails): "myopic-beta1"
+trains the calibration's myopic models with ordinary gradients, "shuffled-states" feeds the
+planner probes states that belong to other examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Progress = Callable[[str], None]
+BREAKS = ("myopic-beta1", "shuffled-states")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One known answer: what must come out, what did, and whether it holds."""
+
+    group: str
+    name: str
+    expected: str
+    measured: str
+    passed: bool
+
+
+def _check(group: str, name: str, expected: str, measured: str, passed: bool) -> Check:
+    return Check(group, name, expected, measured, bool(passed))
+
+
+# --------------------------------------------------------------------------- gain
+
+
+def toy_lookahead_model(steps: int = 120, seed: int = 0):
+    """A tiny GPT-2 trained on a language where searching one step deeper pays: after BOS,
+    token A (p = 0.3) is always followed by Z, while B, C, D (p ~ 0.23 each) are followed
+    by any of 16 tokens. Returns (model, text): ``text`` starts with A, so a depth-2 search
+    (which sees that A's future is certain) gives the truth more mass than truncation to the
+    top W (which gives A only its ~0.3)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    vocab, BOS, A, Z, B, C, D = 40, 1, 2, 3, 4, 5, 6
+    tails = torch.arange(8, 24)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab, n_positions=16, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    cfg._attn_implementation = "sdpa"
+    model = GPT2LMHeadModel(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    firsts, weights = torch.tensor([A, B, C, D]), torch.tensor([0.3, 0.233, 0.233, 0.234])
+    for _ in range(steps):
+        first = firsts[torch.multinomial(weights, 64, True, generator=g)]
+        second = torch.where(first == A, torch.full((64,), Z), tails[torch.randint(len(tails), (64,), generator=g)])
+        batch = torch.stack([torch.full((64,), BOS), first, second], 1)
+        loss = torch.nn.functional.cross_entropy(model(batch).logits[:, :-1].reshape(-1, vocab), batch[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), torch.tensor([[BOS, A, Z]] * 40)
+
+
+def gain_items(out: dict, n_rows: int) -> list[dict]:
+    """Per-row items as `evaluate.token_scores` builds them, from one `amplified_scores` call."""
+    items = []
+    for r in range(n_rows):
+        sel = out["rows"] == r
+        items.append({"logp": out["logp_true"][sel].double(), "q": out["q_true"][sel].double(),
+                      "q1": out["q1_true"][sel].double(), "decision": [True] * int(sel.sum())})
+    return items
+
+
+def gain_checks() -> list[Check]:
+    """The lookahead gain fires where deeper search finds what depth 1 cannot, and is
+    exactly 0 for a depth-1 search (the same code as the cells: `evaluate.amplification_gain`)."""
+    from benchmark.amplify import amplified_scores
+    from benchmark.evaluate import EvalConfig, amplification_gain
+
+    model, text = toy_lookahead_model()
+    positions = [(r, 0) for r in range(len(text))]
+    out = []
+    for depth, expected, holds in ((2, "lower bound > 0.1 nats", lambda g: g.lo > 0.1),
+                                   (1, "exactly 0", lambda g: g.value == 0 and g.lo == 0 and g.hi == 0)):
+        amp = amplified_scores(model, text, None, positions, width=4, depth=depth)
+        items = gain_items(amp, len(text))
+        half = len(items) // 2
+        gain = amplification_gain(items[:half], items[half:], EvalConfig(n_boot=200))["lookahead"]["all"]
+        fig = _Fig(gain["value"], gain["lo"], gain["hi"])
+        name = ("toy language, depth 2: lookahead gain fires" if depth == 2
+                else "toy language, depth 1: lookahead gain is 0")
+        out.append(_check("gain", name, expected, fig.text(4), holds(fig)))
+    return out
+
+
+@dataclass(frozen=True)
+class _Fig:
+    value: float
+    lo: float
+    hi: float
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.value:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def null_probe_check(draws: int = 200, n: int = 400) -> Check:
+    """Simulated probes, model layers and eight controls alike right with one probability:
+    the true selectivity is 0, so the cross-fitted figure must average 0 and its 95%
+    interval cover 0 in at least 90% of draws."""
+    from benchmark.probes import ProbeResult, selectivity
+
+    def probe(correct: np.ndarray) -> ProbeResult:
+        labels = np.array(["t"] * correct.size)
+        return ProbeResult(float(correct.mean()), 0.0, correct, labels, labels, 100, 2, True)
+
+    estimates, covered = [], 0
+    for draw in range(draws):
+        rng = np.random.default_rng(1000 + draw)
+        accuracy = rng.uniform(0.2, 0.6)
+        make = lambda: probe(rng.random(n) < accuracy)  # noqa: E731
+        result = selectivity([make() for _ in range(5)],
+                             {"embedding": make(), "random-init": [make() for _ in range(5)],
+                              "bag-of-words": make(), "joint": make()}, seed=draw, n_boot=200)
+        estimates.append(result.crossfit_selectivity)
+        covered += result.crossfit_lo <= 0 <= result.crossfit_hi
+    mean, coverage = float(np.mean(estimates)), covered / draws
+    return _check("probes", f"null selectivity ({draws} simulated draws)", "|mean| ≤ 0.01, coverage ≥ 90%",
+                  f"mean {mean:+.4f}, coverage {coverage:.1%}", abs(mean) <= 0.01 and coverage >= 0.90)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def calibration_checks(quick: bool, breaks: frozenset[str], progress: Progress) -> list[Check]:
+    """The pre-caching pair, shift 1 and shift 0, vanilla and myopic (3 seeds; 1 with quick)."""
+    from benchmark.calibration import expectations, run_calibration
+
+    beta = 1.0 if "myopic-beta1" in breaks else 0.0
+    seeds = (0,) if quick else (0, 1, 2)
+    runs = []
+    for shift in (1, 0):
+        for variant in ("vanilla", "myopic"):
+            for seed in seeds:
+                progress(f"calibration: shift {shift}, {variant}, seed {seed}")
+                runs.append(run_calibration(shift, variant, seed, beta=beta if variant == "myopic" else 0.0,
+                                            quick=quick))
+    return [_check("calibration", name, "", detail, ok) for name, ok, detail in expectations(runs, beta)]
+
+
+# --------------------------------------------------------------------------- all
+
+
+def run_checks(quick: bool = False, breaks: frozenset[str] = frozenset(), progress: Progress = lambda s: None,
+               planner: Callable[[], list[Check]] | None = None) -> list[Check]:
+    """Every known answer, in order; ``planner`` measures the planner checks (the pipeline
+    passes it, since it trains or finds the reference)."""
+    unknown = set(breaks) - set(BREAKS)
+    if unknown:
+        raise ValueError(f"unknown break {sorted(unknown)[0]!r}; choose from {', '.join(BREAKS)}")
+    progress("gain: toy language")
+    checks = gain_checks()
+    progress("probes: null simulation")
+    checks.append(null_probe_check(200))
+    checks += calibration_checks(quick, breaks, progress)
+    if planner is not None:
+        checks += planner()
+    return checks
