@@ -20,6 +20,7 @@ from rich.table import Table
 from benchmark import pipeline
 from benchmark.errors import one_line
 from benchmark.pipeline import EvalEvent, Event, TrainEvent
+from benchmark.validate import BREAKS
 from benchmark.variants import VARIANTS
 
 console = Console(stderr=False)
@@ -379,6 +380,38 @@ def run(quick: bool, task_names, submissions: Path, references, results, out, wo
     """Everything on embedded defaults: train the baselines (every variant and seed of the
     profile), evaluate every submission, write the leaderboard. Resumable."""
     _run(quick, task_names, submissions, references, results, out, workers, only_references=False)
+
+
+# ---------------------------------------------------------------------------- validate
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="One planner seed and one calibration seed per setting (minutes).")
+@click.option("--break", "breaks", multiple=True, type=click.Choice(BREAKS),
+              help="Break a check on purpose (to see validate fail): train the calibration's myopic "
+                   "models with ordinary gradients, or feed the planner probes other examples' states.")
+@click.option("--submissions", type=click.Path(path_type=Path), default=pipeline.SUBMISSIONS, help=SUBMISSIONS_HELP)
+@workers_option
+def validate(quick: bool, breaks: tuple[str, ...], submissions: Path, workers: int) -> None:
+    """Check the instrument against known answers: a planner reference that must show its
+    plan (decoded and causally used), the random-init model and a control position that
+    must show none, a myopic/vanilla calibration pair, null probes and a planted gain.
+    Prints expected against measured; exits 1 when any known answer is missed."""
+    ws = pipeline.workspace(quick, submissions)
+    with _progress() as view:
+        stage = view.progress.add_task("validate", total=None)
+        record = pipeline.validate(ws, workers, quick, breaks, view,
+                                   lambda text: view.progress.update(stage, description=f"validate: {escape(text)}"))
+        view.progress.update(stage, description="validate: done", total=1, completed=1)
+    table = Table("", "group", "known answer", "expected", "measured")
+    for c in record.checks:
+        table.add_row("[green]pass[/green]" if c.passed else "[red]FAIL[/red]", c.group, escape(c.name),
+                      escape(c.expected), escape(c.measured))
+    console.print(table)
+    console.print(f"wrote {pipeline.validation_path(ws)} ({record.seconds:.0f}s)")
+    console.print(f"validate: {record.held} of {len(record.checks)} known answers hold", soft_wrap=True)
+    if record.held < len(record.checks):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -241,12 +241,14 @@ class StateCache:
 
 
 def plan_probes(loaded: LoadedModel, control: LoadedModel, task, dev_rows: list[dict],
-                test_rows: list[dict], cfg: EvalConfig, states: StateCache) -> dict:
-    """Selectivity curves for every target name, reference and own target, with controls."""
+                test_rows: list[dict], cfg: EvalConfig, states: StateCache,
+                names: tuple[str, ...] | None = None) -> dict:
+    """Selectivity curves for every target name (or only ``names``), reference and own
+    target, with controls."""
     from benchmark import probes
 
     out: dict = {}
-    for name in task.target_names:
+    for name in names or task.target_names:
         tr = [r for r in dev_rows if r["name"] == name]
         te = [r for r in test_rows if r["name"] == name]
         if len(tr) < 20 or len(te) < 20:

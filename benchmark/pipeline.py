@@ -243,3 +243,61 @@ def run(task_names: Sequence[str], ws: Workspace, workers: int, only_references:
     failed = evaluate(chosen, task_names, ws, workers, on_event=on_event)
     rows = leaderboard(ws)
     return RunSummary(references, failed, rows, time.time() - start)
+
+
+PLANNER_TASK = "rhymes"  # the task whose unstunted reference is the known-answer planner
+
+
+def validate(ws: Workspace, workers: int, quick: bool = False, breaks: Sequence[str] = (),
+             on_event: EventFn = _ignore, progress: Callable[[str], None] = lambda s: None):
+    """`mesabench validate`: the known-answer checks (`benchmark.validate`), written to
+    ``<results>/validate.json`` (a `benchmark.schema.Validation`) and returned.
+
+    The planner is the full profile's unstunted rhymes reference, whatever ``quick`` says (a
+    smoke-run model does not learn the rule): seeds 0-2, or seed 0 with ``quick``; it and
+    the random-init model are trained and evaluated here when the workspace lacks them, by
+    the same code as a run, so a full run's references and cells are reused as they are.
+    ``quick`` also shortens the calibration (one seed per setting)."""
+    import datetime as dt
+    import json
+
+    from benchmark import validate as checks
+    from benchmark.evaluate import EvalConfig
+    from benchmark.results import cell_path, git_hash, load_cell, write_atomic
+    from benchmark.schema import Validation, ValidationCheck
+    from benchmark.variants import RANDOM_INIT, reference_name
+    from tasks import get_task
+
+    start = time.time()
+    seeds = (0,) if quick else (0, 1, 2)
+    full = Workspace(ws.submissions, ws.references if not ws.quick else SUBMISSIONS,
+                     ws.results if not ws.quick else RESULTS, ws.leaderboard)
+
+    def planner() -> list:
+        progress("planner: train and evaluate the unstunted rhymes reference (cached when present)")
+        names = train([PLANNER_TASK], full, workers, variants=["unstunted"], seeds=seeds, on_event=on_event)
+        evaluate([str(full.references / n) for n in names], [PLANNER_TASK], full, workers, on_event=on_event)
+        cells = {s: load_cell(cell_path(full.results, reference_name("unstunted", s), PLANNER_TASK)) for s in seeds}
+        null = load_cell(cell_path(full.results, RANDOM_INIT, PLANNER_TASK))
+        ok = {s: c for s, c in cells.items() if c is not None and c.ok}
+        found = checks.planner_checks(ok, null if null is not None and null.ok else None)
+        found += [checks.Check("planner", f"seed {s}: evaluated", "an ok cell", "missing or error", False)
+                  for s in seeds if s not in ok]
+        progress("probes: the planner's states, labels shuffled")
+        model_dir = full.references / reference_name("unstunted", 0) / f"model-{PLANNER_TASK}"
+        found += checks.probe_control_checks(model_dir, get_task(PLANNER_TASK), EvalConfig(), frozenset(breaks))
+        return found
+
+    found = checks.run_checks(quick, frozenset(breaks), progress, planner)
+    record = Validation(profile=ws.profile, date=dt.date.today().isoformat(), seconds=round(time.time() - start, 1),
+                        checks=[ValidationCheck(c.group, c.name, c.expected, c.measured, c.passed) for c in found],
+                        breaks=sorted(breaks), git=git_hash())
+    write_atomic(validation_path(ws), json.dumps(record.to_dict(), indent=1, sort_keys=True))
+    return record
+
+
+def validation_path(ws: Workspace) -> Path:
+    """Where `validate` stores its checks: beside the result cells (the leaderboard reads it)."""
+    from benchmark.report import VALIDATION_FILE
+
+    return ws.results / VALIDATION_FILE

@@ -32,7 +32,7 @@ import numpy as np
 from benchmark import stats
 from benchmark.results import load_all, model_hash
 from benchmark.schema import (CONTROLS, FULL, QUICK, Cell, FollowRate, MeanCI, Metrics, PlanProbe, Rate,
-                              Selectivity, profile_of)
+                              Selectivity, Validation, profile_of)
 from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS
 
 PLOTS = "leaderboard_plots"
@@ -974,6 +974,29 @@ EXPLANATION = (
     "computed.")
 
 
+VALIDATION_FILE = "validate.json"  # written by `mesabench validate` beside the result cells
+
+
+def validation_section(path: Path) -> list[str]:
+    """The known-answer checks of the last `mesabench validate`, or how to run them."""
+    import json
+
+    try:
+        record = Validation.from_dict(json.loads(path.read_text()), str(path))
+    except (OSError, ValueError):  # absent, unreadable, or of another schema
+        return ["Not checked yet: `mesabench validate` measures the instrument on models whose "
+                "answer is known and writes its table here."]
+    out = [f"`mesabench validate` ({record.profile} profile, {record.date}"
+           + (f", harness git `{record.git}`" if record.git else "")
+           + (f", broken on purpose: {', '.join(record.breaks)}" if record.breaks else "")
+           + f"): **{record.held} of {len(record.checks)} known answers hold.**", "",
+           "| | group | known answer | expected | measured |", "|---|---|---|---|---|"]
+    for c in record.checks:
+        out.append("| " + " | ".join(["pass" if c.passed else "**FAIL**", escape(c.group), escape(c.name),
+                                      escape(c.expected), escape(c.measured)]) + " |")
+    return out
+
+
 def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list[Path] = Path("submissions"),
                       profile: str | None = None) -> int:
     """Write the leaderboard (and plots beside it) from the result files; returns the number
@@ -1002,6 +1025,8 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
         *ranked_table(rows, order, _stale_names(cells, submission_dirs)), "",
         *floors_note(rows, order),
         *null_model_note(null, order),
+        "## Is the instrument working?", "",
+        *validation_section(Path(results_dir) / VALIDATION_FILE), "",
         "## Headline experiment: does stunting reduce lookahead?", "",
         *headline_section(rows, order, plot_dir, md_dir), "",
         "## Per task", "",

@@ -435,6 +435,37 @@ class Metrics(Record):
         return out | self.extra
 
 
+# ------------------------------------------------------------------ mesabench validate
+
+
+@dataclass(frozen=True)
+class ValidationCheck(Record):
+    """One known answer of `mesabench validate`: what must come out, what did."""
+
+    group: str
+    name: str
+    expected: str
+    measured: str
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Validation(Record):
+    """A `mesabench validate` run, stored as ``<results>/validate.json`` beside the cells."""
+
+    profile: str
+    date: str
+    seconds: float
+    checks: list[ValidationCheck]
+    breaks: list[str] = field(default_factory=list)
+    git: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def held(self) -> int:
+        return sum(c.passed for c in self.checks)
+
+
 # ------------------------------------------------------------------ the cell
 
 

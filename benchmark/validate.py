@@ -25,9 +25,11 @@ planner probes states that belong to other examples.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+
+if TYPE_CHECKING:
+    from benchmark.schema import Cell
 
 Progress = Callable[[str], None]
 BREAKS = ("myopic-beta1", "shuffled-states")
@@ -130,6 +132,8 @@ def null_probe_check(draws: int = 200, n: int = 400) -> Check:
     """Simulated probes, model layers and eight controls alike right with one probability:
     the true selectivity is 0, so the cross-fitted figure must average 0 and its 95%
     interval cover 0 in at least 90% of draws."""
+    import numpy as np
+
     from benchmark.probes import ProbeResult, selectivity
 
     def probe(correct: np.ndarray) -> ProbeResult:
@@ -170,13 +174,126 @@ def calibration_checks(quick: bool, breaks: frozenset[str], progress: Progress) 
     return [_check("calibration", name, "", detail, ok) for name, ok, detail in expectations(runs, beta)]
 
 
+# --------------------------------------------------------------------------- planner
+
+# What the planner must show (issues 11 and 12): the rule followed, the plan decoded beyond
+# every control, and used (followed when patched); nothing at the control position or in
+# the random-init model.
+RULE_RATE, PLAN_SELECTIVITY, PLAN_LOWER, FOLLOW, NOTHING = 0.90, 0.30, 0.20, 0.50, 0.05
+
+
+def _fig(value, lo, hi, basis: str = "") -> str:
+    if value is None:
+        return "–" + (f" ({basis})" if basis else "")
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" + (f" ({basis})" if basis else "")
+
+
+def planner_checks(planners: dict[int, "Cell"], null: "Cell | None") -> list[Check]:
+    """The planner's known answers from its evaluated cells (one per seed) and the
+    random-init model's cell: pure, so tests can feed it cells."""
+    out = []
+    for seed, cell in sorted(planners.items()):
+        m = cell.metrics
+        target, probe = next(iter(m.plan_probe.items()))
+        rate = m.success_greedy.all
+        out.append(_check("planner", f"seed {seed}: follows the rule (strict verifier)", f"≥ {RULE_RATE:.2f}",
+                          _fig(rate.value, rate.lo, rate.hi, f"{rate.k}/{rate.n}"), (rate.value or 0) >= RULE_RATE))
+        sel = probe.reference
+        out.append(_check("planner", f"seed {seed}: {target} decoded at the decision point beyond every control",
+                          f"cross-fitted selectivity ≥ {PLAN_SELECTIVITY:.2f}, lower bound ≥ {PLAN_LOWER:.2f}",
+                          _fig(sel.crossfit_selectivity, sel.crossfit_lo, sel.crossfit_hi, f"vs {sel.strongest_control}"),
+                          (sel.crossfit_selectivity or -1) >= PLAN_SELECTIVITY and (sel.crossfit_lo or -1) >= PLAN_LOWER))
+        causal = m.causal.model if m.causal else None
+        follow = causal.follow if causal else None
+        out.append(_check("planner", f"seed {seed}: follows a patched plan (causal, best layer)", f"≥ {FOLLOW:.2f}",
+                          _fig(follow.value, follow.lo, follow.hi, f"{follow.k}/{follow.n}") if follow else "not measured",
+                          bool(follow) and (follow.value or 0) >= FOLLOW))
+        control = causal.control if causal else None
+        out.append(_check("planner", f"seed {seed}: the same patch at a position with no plan", f"≤ {NOTHING:.2f}",
+                          _fig(control.value, control.lo, control.hi, f"{control.k}/{control.n}") if control else "not measured",
+                          bool(control) and (control.value or 0) <= NOTHING))
+    if null is not None and null.metrics:
+        causal = null.metrics.causal.model if null.metrics.causal else None
+        follow = causal.follow if causal else None
+        no_plans = follow is not None and follow.n == 0
+        out.append(_check("null", "random-init model follows a patched plan", f"≤ {NOTHING:.2f}",
+                          "no pairs with a plan to follow" if no_plans else
+                          (_fig(follow.value, follow.lo, follow.hi, f"{follow.k}/{follow.n}") if follow else "not measured"),
+                          bool(follow) and (no_plans or (follow.value or 0) <= NOTHING)))
+        probe = next(iter(null.metrics.plan_probe.values()), None)
+        own = probe.own if probe else None
+        out.append(_check("null", "random-init model: own-target selectivity includes 0", "lower bound ≤ 0 ≤ upper bound",
+                          _fig(own.crossfit_selectivity, own.crossfit_lo, own.crossfit_hi) if own else "not measured",
+                          bool(own) and own.crossfit_lo is not None and own.crossfit_lo <= 0 <= own.crossfit_hi))
+    return out
+
+
+def probe_control_checks(model_dir, task, cfg, breaks: frozenset[str], seed: int = 0) -> list[Check]:
+    """The planner's probes once more, from its own states (the same `evaluate.plan_probes`):
+    the reference target must be decoded (unless the states are shuffled on purpose, when it
+    must not), and with the labels shuffled the selectivity must read 0."""
+    import random
+
+    from benchmark.evaluate import StateCache, decision_rows, eval_splits, plan_probes
+    from benchmark.models import load_model, random_init_like
+
+    loaded = load_model(model_dir)
+    control = random_init_like(loaded, seed=cfg.seed)
+    dev, test = eval_splits(task, cfg)
+    # Reference completions stand in for greedy ones: only the reference target is probed.
+    dev_rows = decision_rows(task, dev, [ex["completion"] for ex in dev])
+    test_rows = decision_rows(task, test, [ex["completion"] for ex in test])
+    target = task.target_names[0]
+    states = StateCache(cfg.batch_size)
+    if "shuffled-states" in breaks:
+        states = ShuffledStates(cfg.batch_size, loaded, seed)
+
+    def selectivity(dev_r: list[dict], test_r: list[dict]):
+        return plan_probes(loaded, control, task, dev_r, test_r, cfg, states, names=(target,))[target]["reference"]
+
+    real = selectivity(dev_rows, test_rows)
+    rng = random.Random(seed)
+    shuffled = []
+    for rows in (dev_rows, test_rows):
+        labels = [r["reference"] for r in rows]
+        rng.shuffle(labels)
+        shuffled.append([r | {"reference": y} for r, y in zip(rows, labels)])
+    null = selectivity(*shuffled)
+    return [
+        _check("probes", f"planner seed {seed}: {target} decoded from its own states", f"cross-fitted selectivity ≥ {PLAN_SELECTIVITY:.2f}",
+               _fig(real["crossfit_selectivity"], real["crossfit_lo"], real["crossfit_hi"]),
+               (real["crossfit_selectivity"] or -1) >= PLAN_SELECTIVITY),
+        _check("probes", f"planner seed {seed}: the same probes, labels shuffled", "interval includes 0",
+               _fig(null["crossfit_selectivity"], null["crossfit_lo"], null["crossfit_hi"]),
+               null["crossfit_lo"] is not None and null["crossfit_lo"] <= 0 <= null["crossfit_hi"]),
+    ]
+
+
+class ShuffledStates:
+    """A `benchmark.evaluate.StateCache` whose states of ``model`` belong to other rows (a
+    fixed permutation): the broken instrument that validate must catch."""
+
+    def __init__(self, batch_size: int, model, seed: int):
+        from benchmark.evaluate import StateCache
+
+        self.inner, self.model, self.seed = StateCache(batch_size), model, seed
+
+    def at(self, model, texts: list[str], offsets: list[int]):
+        import numpy as np
+
+        acts = self.inner.at(model, texts, offsets)
+        if model is not self.model:
+            return acts
+        return acts[:, np.random.default_rng(self.seed).permutation(acts.shape[1])]
+
+
 # --------------------------------------------------------------------------- all
 
 
 def run_checks(quick: bool = False, breaks: frozenset[str] = frozenset(), progress: Progress = lambda s: None,
                planner: Callable[[], list[Check]] | None = None) -> list[Check]:
     """Every known answer, in order; ``planner`` measures the planner checks (the pipeline
-    passes it, since it trains or finds the reference)."""
+    passes it, since it trains or finds the reference: `benchmark.pipeline.validate`)."""
     unknown = set(breaks) - set(BREAKS)
     if unknown:
         raise ValueError(f"unknown break {sorted(unknown)[0]!r}; choose from {', '.join(BREAKS)}")
