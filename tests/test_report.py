@@ -153,3 +153,16 @@ def test_one_seed_leaves_the_unstunted_verdict_untested():
     one_seed = Comparison("rhymes", "myopic", "own-target selectivity", 0.0, 0.1, -0.1, math.nan, math.nan, 1, 1)
     text = headline_paragraph([one_seed], base)
     assert "untested" in text and "nothing for stunting to remove" not in text
+
+
+def test_the_committed_leaderboard_rebuilds_from_the_committed_results(tmp_path):
+    """`mesabench leaderboard` in a fresh clone gives the committed leaderboard.md, byte for
+    byte, from the committed results/*/*.json (and results/validate.json) alone."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not list((root / "results").glob("*/*.json")):
+        pytest.skip("no committed full-run results")
+    out = tmp_path / "leaderboard.md"
+    write_leaderboard(root / "results", out, tmp_path / "no-model-folders", profile="full")
+    assert out.read_text() == (root / "leaderboard.md").read_text()
