@@ -64,7 +64,11 @@ class EvalConfig:
 
 
 def _rate(flags: list[bool]) -> dict:
-    k, n = int(sum(flags)), len(flags)
+    return _rate_of(int(sum(flags)), len(flags))
+
+
+def _rate_of(k: int, n: int) -> dict:
+    """k/n with its Wilson 95% interval, as the schema's Rate stores it."""
     lo, hi = stats.wilson_interval(k, n)
     return {"value": round(k / n, 4) if n else None, "lo": round(lo, 4), "hi": round(hi, 4),
             "k": k, "n": n}
@@ -365,12 +369,8 @@ def _follow_summary(halves: list[dict]) -> dict | None:
     examples: per layer summed over both, and at the best layer chosen on the other half."""
     from benchmark.causal import best_layer
 
-    def rate(k: int, n: int) -> dict:
-        lo, hi = stats.wilson_interval(k, n)
-        return {"value": round(k / n, 4) if n else None, "lo": round(lo, 4), "hi": round(hi, 4), "k": k, "n": n}
-
     def summed(rows: list[dict]) -> dict:
-        return rate(sum(r["k"] for r in rows), sum(r["n"] for r in rows))
+        return _rate_of(sum(r["k"] for r in rows), sum(r["n"] for r in rows))
 
     if any(not h.get("per_layer") for h in halves):
         return None
