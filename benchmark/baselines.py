@@ -35,7 +35,8 @@ def model_folder(task: str) -> str:
     return f"model-{task}"
 
 
-def _trained_with(model_dir: Path) -> dict | None:
+def trained_with(model_dir: Path) -> dict | None:
+    """The training config a model folder was trained with (None: none, or unreadable)."""
     try:
         return json.loads((model_dir / "train_log.json").read_text())["config"]
     except (OSError, ValueError, KeyError):
@@ -70,7 +71,7 @@ def plan_training(profile: str, tasks: tuple[str, ...], submissions_dir: Path,
             for task in tasks:
                 cfg = replace(base, variant=variant, seed=seed, tasks=(task,))
                 label = f"{name}/{task}"
-                if _trained_with(folder / model_folder(task)) == cfg.to_dict():
+                if trained_with(folder / model_folder(task)) == cfg.to_dict():
                     plan.cached.append(label)
                 else:
                     plan.jobs.append({"label": label, "cfg": cfg, "out": folder / model_folder(task)})
@@ -95,7 +96,7 @@ def train_job(job: dict, emit: Callable[[tuple], None]) -> str:
         if step % max(1, steps // 100) == 0 or step == steps:
             emit(("step", label, step, steps, loss))
 
-    train_reference(cfg, Path(job["out"]), on_step)
+    train_reference(cfg, Path(job["out"]), on_step, bottleneck_at=job.get("bottleneck_at"))
     emit(("done", label))
     return label
 
@@ -110,7 +111,7 @@ def write_random_init(profile: str, tasks: tuple[str, ...], submissions_dir: Pat
     for task in tasks:
         cfg = replace(PROFILES[profile]["train"], variant=RANDOM_INIT_VARIANT, seed=seed, tasks=(task,), steps=0)
         out = folder / model_folder(task)
-        if _trained_with(out) != cfg.to_dict():
+        if trained_with(out) != cfg.to_dict():
             tokenizer = word_tokenizer(build_vocabulary(cfg.tasks))
             model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, seed + 1000)
             save_reference(model, tokenizer, cfg, out, {"seconds": 0.0, "log": []})

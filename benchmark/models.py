@@ -82,8 +82,10 @@ def random_init_like(loaded: LoadedModel, seed: int) -> LoadedModel:
     """A randomly initialised model of the same architecture and tokenizer (a probe control)."""
     from transformers import AutoModelForCausalLM
 
+    from benchmark.bottleneck import reinstall
+
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(loaded.model.config)
+    model = reinstall(AutoModelForCausalLM.from_config(loaded.model.config))
     model.to(loaded.device).eval()
     return LoadedModel(model=model, tokenizer=loaded.tokenizer, path=loaded.path)
 
@@ -99,6 +101,9 @@ def load_model(folder: str | Path, device: torch.device | None = None) -> Loaded
     folder = Path(folder)
     check_model_folder(folder)
     model, tokenizer = load_checked(folder)
+    from benchmark.bottleneck import reinstall
+
+    reinstall(model)  # a bottleneck model (validate's known answer) keeps its attention
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device or pick_device()).eval()

@@ -27,6 +27,7 @@ SUBMISSIONS = Path("submissions")
 RESULTS = Path("results")
 LEADERBOARD = Path("leaderboard.md")
 QUICK = Path("runs") / "quick"
+VALIDATE = Path("runs") / "validate"  # validate's own known-answer models
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,9 @@ def validate(ws: Workspace, workers: int, quick: bool = False, breaks: Sequence[
     import json
 
     from benchmark import validate as checks
+    from benchmark.baselines import train_job
     from benchmark.evaluate import EvalConfig
+    from benchmark.parallel import run_jobs
     from benchmark.results import cell_path, git_hash, load_cell, write_atomic
     from benchmark.schema import Validation, ValidationCheck
     from benchmark.variants import RANDOM_INIT, reference_name
@@ -288,12 +291,61 @@ def validate(ws: Workspace, workers: int, quick: bool = False, breaks: Sequence[
         found += checks.probe_control_checks(model_dir, get_task(PLANNER_TASK), EvalConfig(), frozenset(breaks))
         return found
 
-    found = checks.run_checks(quick, frozenset(breaks), progress, planner)
+    def bottleneck() -> list:
+        progress("bottleneck planner: train (cached when present) and patch its decision state")
+        jobs = bottleneck_jobs(seeds)
+        run_jobs(train_job, [j for j in jobs if not j["cached"]], workers,
+                 lambda message: on_event(TrainEvent(*message)), init=quiet_libraries)
+        task, cfg, found = get_task(PLANNER_TASK), EvalConfig(), []
+        for job in jobs:
+            progress(f"bottleneck planner: seed {job['cfg'].seed}, causal checks")
+            found += checks.bottleneck_checks(job["cfg"].seed, *checks.measure_bottleneck(job["out"], task, cfg))
+        return found
+
+    found = checks.run_checks(quick, frozenset(breaks), progress, planner, bottleneck)
     record = Validation(profile=ws.profile, date=dt.date.today().isoformat(), seconds=round(time.time() - start, 1),
                         checks=[ValidationCheck(c.group, c.name, c.expected, c.measured, c.passed) for c in found],
                         breaks=sorted(breaks), git=git_hash())
     write_atomic(validation_path(ws), json.dumps(record.to_dict(), indent=1, sort_keys=True))
     return record
+
+
+def bottleneck_jobs(seeds: Sequence[int]) -> list[dict]:
+    """`benchmark.baselines.train_job` inputs of validate's bottleneck planners, one per
+    seed, in runs/validate/ (``cached`` when trained with this config already): the full
+    profile's unstunted rhymes reference, `validate.BOTTLENECK_STEPS` steps, bottlenecked
+    at the line break."""
+    from dataclasses import replace
+
+    from benchmark import validate as checks
+    from benchmark.baselines import PROFILES, trained_with
+    from benchmark.bottleneck import CONFIG_KEY
+    from benchmark.train import build_vocabulary
+    from benchmark.models import word_tokenizer, encode_examples
+    from tasks import get_task
+
+    task = get_task(PLANNER_TASK)
+    example = task.generate("test", 1, 0)[0]
+    tokenizer = word_tokenizer(build_vocabulary((PLANNER_TASK,)))
+    position = encode_examples(tokenizer, [example], add_eos=False)[0]["decisions"][0]  # "/": the same token in every couplet
+    jobs = []
+    for seed in seeds:
+        cfg = replace(PROFILES["full"]["train"], variant="unstunted", seed=seed, tasks=(PLANNER_TASK,),
+                      steps=checks.BOTTLENECK_STEPS)
+        out = VALIDATE / f"bottleneck-s{seed}" / f"model-{PLANNER_TASK}"
+        cached = trained_with(out) == cfg.to_dict() and _config_value(out, CONFIG_KEY) == position
+        jobs.append({"label": f"bottleneck-s{seed}/{PLANNER_TASK}", "cfg": cfg, "out": out,
+                     "bottleneck_at": position, "cached": cached})
+    return jobs
+
+
+def _config_value(model_dir: Path, key: str):
+    import json
+
+    try:
+        return json.loads((model_dir / "config.json").read_text()).get(key)
+    except (OSError, ValueError):
+        return None
 
 
 def validation_path(ws: Workspace) -> Path:

@@ -989,10 +989,13 @@ def validation_section(path: Path) -> list[str]:
     out = [f"`mesabench validate` ({record.profile} profile, {record.date}"
            + (f", harness git `{record.git}`" if record.git else "")
            + (f", broken on purpose: {', '.join(record.breaks)}" if record.breaks else "")
-           + f"): **{record.held} of {len(record.checks)} known answers hold.**", "",
+           + f"): **{record.held} of {record.known} known answers hold.**"
+           + (" A *finding* is measured with no known answer to hold it to." if record.known < len(record.checks) else ""),
+           "",
            "| | group | known answer | expected | measured |", "|---|---|---|---|---|"]
     for c in record.checks:
-        out.append("| " + " | ".join(["pass" if c.passed else "**FAIL**", escape(c.group), escape(c.name),
+        verdict = {True: "pass", False: "**FAIL**", None: "*finding*"}[c.passed]
+        out.append("| " + " | ".join([verdict, escape(c.group), escape(c.name),
                                       escape(c.expected), escape(c.measured)]) + " |")
     return out
 

@@ -440,13 +440,14 @@ class Metrics(Record):
 
 @dataclass(frozen=True)
 class ValidationCheck(Record):
-    """One known answer of `mesabench validate`: what must come out, what did."""
+    """One known answer of `mesabench validate`: what must come out, what did. ``passed``
+    None marks a finding: measured and shown, with no known answer to hold it to."""
 
     group: str
     name: str
     expected: str
     measured: str
-    passed: bool
+    passed: bool | None
 
 
 @dataclass(frozen=True)
@@ -463,7 +464,12 @@ class Validation(Record):
 
     @property
     def held(self) -> int:
-        return sum(c.passed for c in self.checks)
+        return sum(c.passed is True for c in self.checks)
+
+    @property
+    def known(self) -> int:
+        """How many checks have a known answer (findings do not)."""
+        return sum(c.passed is not None for c in self.checks)
 
 
 # ------------------------------------------------------------------ the cell

@@ -139,10 +139,12 @@ def learning_rate(step: int, steps: int, cfg: TrainConfig) -> float:
 
 def train_reference(
     cfg: TrainConfig, out_dir: Path, progress: Callable[[int, int, float], None] | None = None,
+    bottleneck_at: int | None = None,
 ) -> Path:
     """Train one reference model and save it as a model folder at ``out_dir`` (atomically).
 
     ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar).
+    ``bottleneck_at``: train a bottleneck model (`benchmark.bottleneck`) at that token.
     """
     from benchmark.stunting import StuntConfig, prepared, training_loss
 
@@ -154,6 +156,10 @@ def train_reference(
     if longest > cfg.n_positions:
         raise ValueError(f"training text of {longest} tokens exceeds n_positions={cfg.n_positions}")
     model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed).to(device)
+    if bottleneck_at is not None:
+        from benchmark.bottleneck import install
+
+        install(model, bottleneck_at)
     stunt = StuntConfig(**cfg.stunt)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]

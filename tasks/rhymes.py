@@ -41,7 +41,8 @@ import random
 from tasks.pronounce import rhymes_with
 from tasks.base import Task, make_example, split_of, words
 
-VERSION = "2"
+VERSION = "2.1"  # 2.1: the slot target is read in the ending word's own class (scoring only)
+DATA_VERSION = "2"  # the generated couplets are task v2's
 
 ADJECTIVES = ["quiet", "happy", "tired", "little", "angry", "gentle", "clever", "lonely",
               "brave", "hungry", "sleepy", "proud", "wild", "silent", "lucky", "busy"]
@@ -128,6 +129,7 @@ def line2_words(b: str) -> list[str]:
 class RhymesTask(Task):
     name = "rhymes"
     version = VERSION
+    data_version = DATA_VERSION
     description = ("Rhyming couplets: the rhyme word's slot is a modular sum of two line-1 words, "
                    "planned at the line break; line 2's early words depend on it.")
     # The slot first: the lookahead index uses a task's first target, and the slot is what
@@ -162,7 +164,7 @@ class RhymesTask(Task):
         """
         import datasets
 
-        rng = random.Random(f"{self.name}-{VERSION}-{split}-{seed}")
+        rng = random.Random(f"{self.name}-{DATA_VERSION}-{split}-{seed}")
         rows, seen = [], set()
         attempts = 0
         while len(rows) < n:
@@ -196,14 +198,19 @@ class RhymesTask(Task):
         return ends is not None and rhymes_with(*ends)
 
     def target_from_completion(self, example: dict, completion: str, name: str) -> str | None:
-        """``rhyme_word``: the word ending line 2; ``rhyme_slot``: its slot among the
-        example's class's B-words (None when it is not one of them)."""
+        """``rhyme_word``: the word ending line 2; ``rhyme_slot``: its slot, the word's
+        index among its own class's B-words (None when it is no B-word).
+
+        The slot is read in the ending word's own class, not line 1's: a patched model that
+        takes a donor's slot *and* class (the bottleneck planner) has followed the donor's
+        slot too."""
         ends = self._ends(example, completion)
         if not ends:
             return None
         if name == "rhyme_word":
             return ends[1]
-        options = b_words(_class_of()[self.meta(example)["a"]])
+        c = _class_of().get(ends[1])
+        options = b_words(c) if c is not None else []
         return str(options.index(ends[1])) if ends[1] in options else None
 
     def control_offset(self, example: dict, decision: dict) -> int:

@@ -70,6 +70,15 @@ def test_verifier_is_strict_and_the_lenient_rate_judges_rhymes_by_pronunciation(
     assert not TASK.check(ex, " and then we saw xqzzyv") and not TASK.rhymes(ex, "")
 
 
+def test_the_slot_is_read_in_the_ending_words_own_class():
+    """A completion ending on another class's B-word at slot s reads as slot s: a model
+    patched with a donor's plan (class and slot) has followed the donor's slot."""
+    ex = TASK.generate("test", 1, 0)[0]
+    other = next(c for c in range(len(rhyme_classes())) if TASK.meta(ex)["b"] not in b_words(c))
+    for slot, word in enumerate(b_words(other)):
+        assert TASK.target_from_completion(ex, f" and then we saw {word}", "rhyme_slot") == str(slot)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=40))
 def test_verifier_never_raises_on_garbage(text):

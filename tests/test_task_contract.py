@@ -45,8 +45,10 @@ def test_declared_example_length_matches_the_data(name):
     assert abs(task.example_tokens - mean) <= 0.1 * mean, (task.example_tokens, mean)
 
 
-def test_data_version_defaults_to_the_version_and_chess_keeps_its_own():
-    assert get_task("rhymes").data_version == get_task("rhymes").version
+def test_data_version_defaults_to_the_version_and_scoring_changes_keep_it():
+    assert get_task("constrained").data_version == get_task("constrained").version
+    # Rhymes 2.1 reads the slot in the ending word's own class; its couplets are v2's.
+    assert (get_task("rhymes").version, get_task("rhymes").data_version) == ("2.1", "2")
     chess = get_task("chess-mate")
     # Chess's scoring moved to v2 while its puzzles did not: the cache names stay valid.
     assert (chess.version, chess.data_version) == ("2", "1")

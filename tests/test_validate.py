@@ -23,18 +23,53 @@ def null_cell() -> Cell:
     return Cell.from_dict(cell_dict("ref-random-init", "rhymes", m, {"variant": "random-init", "seed": 0, "profile": "full"}))
 
 
-def test_planner_checks_hold_on_a_planner_and_fail_on_a_model_that_is_not_followed():
+def test_planner_checks_hold_on_a_planner_and_fail_on_a_model_that_does_not_plan():
     good = validate.planner_checks({0: planner_cell(0), 1: planner_cell(1)}, null_cell())
-    assert all(c.passed for c in good), [c for c in good if not c.passed]
-    assert len(good) == 4 * 2 + 2
-    # Decodable but not used: follows 10 of 100 patched plans.
+    known = [c for c in good if c.passed is not None]
+    assert all(c.passed for c in known), [c for c in known if not c.passed]
+    assert len(known) == 3 * 2 + 2
+    # Its follow rate is reported as a finding: nothing forces it to read "/" (see bottleneck).
+    findings = [c for c in good if c.passed is None]
+    assert [c.name for c in findings] == [f"seed {s}: follows a patched plan (causal, best layer)" for s in (0, 1)]
+    assert findings[0].measured.startswith("0.800")
     unused = validate.planner_checks({0: planner_cell(0, follow_k=10)}, null_cell())
-    failed = [c.name for c in unused if not c.passed]
-    assert failed == ["seed 0: follows a patched plan (causal, best layer)"]
+    assert not [c for c in unused if c.passed is False]
     # A model that does not follow the rule, and one whose plan no probe finds.
     weak = validate.planner_checks({0: planner_cell(0, k=60, sel=0.1)}, None)
-    assert {c.name for c in weak if not c.passed} == {"seed 0: follows the rule (strict verifier)",
-                                                      "seed 0: rhyme_word decoded at the decision point beyond every control"}
+    assert {c.name for c in weak if c.passed is False} == {"seed 0: follows the rule (strict verifier)",
+                                                           "seed 0: rhyme_word decoded at the decision point beyond every control"}
+
+
+def rate(k: int, n: int) -> dict:
+    from benchmark.evaluate import _rate_of
+
+    return _rate_of(k, n)
+
+
+def causal_summary(follow: tuple[int, int], control=(0, 100), embedding=(0, 100), best=(2, 2)) -> dict:
+    per_layer = [{"layer": 0, "follow": rate(*embedding)}, {"layer": 2, "follow": rate(*follow)}]
+    return {"follow": rate(*follow), "control": rate(*control), "per_layer": per_layer, "best_layers": list(best)}
+
+
+def test_bottleneck_checks_hold_on_a_followed_plan_and_fail_on_each_broken_part():
+    good = validate.bottleneck_checks(0, rate(95, 100), causal_summary((80, 100)), causal_summary((1, 100)))
+    assert all(c.passed for c in good) and len(good) == 5, [c for c in good if not c.passed]
+    assert "(layers 2/2)" in good[1].name
+    broken = {  # which one check must fail, for each part broken
+        "follows a patched plan (causal, best layer) (layers 2/2)": (rate(95, 100), causal_summary((30, 100))),
+        "the same patch at a position with no plan": (rate(95, 100), causal_summary((80, 100), control=(20, 100))),
+        "the same patch at the embedding layer": (rate(95, 100), causal_summary((80, 100), embedding=(9, 100))),
+        "follows the rule (strict verifier)": (rate(50, 100), causal_summary((80, 100))),
+    }
+    for name, (rule, causal) in broken.items():
+        failed = [c.name for c in validate.bottleneck_checks(0, rule, causal, None) if not c.passed]
+        assert failed == [f"bottleneck seed 0: {name}", "bottleneck seed 0: its architecture untrained follows a patched plan"]
+    # Without a measurement nothing passes by default.
+    assert not any(c.passed for c in validate.bottleneck_checks(0, rate(95, 100), None, None)[1:])
+    # An untrained twin with no plans to follow holds (nothing to follow), one that follows fails.
+    none = validate.bottleneck_checks(0, rate(95, 100), causal_summary((80, 100)), causal_summary((0, 0)))
+    assert none[-1].passed and none[-1].measured == "no pairs with a plan to follow"
+    assert not validate.bottleneck_checks(0, rate(95, 100), causal_summary((80, 100)), causal_summary((30, 100)))[-1].passed
 
 
 def test_shuffled_states_belong_to_other_rows_and_leave_no_plan_to_decode():
@@ -98,13 +133,14 @@ def test_the_command_prints_the_table_and_exits_1_when_a_known_answer_is_missed(
     from benchmark.schema import Validation, ValidationCheck
 
     record = Validation(profile="quick", date="2026-01-01", seconds=1.0, checks=[
-        ValidationCheck("gain", "toy", "> 0", "1.0", True), ValidationCheck("planner", "follows", "≥ 0.50", "0.00", False)])
+        ValidationCheck("gain", "toy", "> 0", "1.0", True), ValidationCheck("planner", "follows", "≥ 0.50", "0.00", False),
+        ValidationCheck("planner", "a finding", "a finding", "0.00", None)])
     monkeypatch.setattr(pipeline, "validate", lambda *a, **k: record)
     result = CliRunner().invoke(cli.main, ["validate", "--quick", "--workers", "1"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == "validate: 1 of 2 known answers hold"
-    assert "FAIL" in result.output and "follows" in result.output
-    held = Validation(profile="quick", date="2026-01-01", seconds=1.0, checks=record.checks[:1])
+    assert "FAIL" in result.output and "follows" in result.output and "finding" in result.output
+    held = Validation(profile="quick", date="2026-01-01", seconds=1.0, checks=record.checks[:1] + record.checks[2:])
     monkeypatch.setattr(pipeline, "validate", lambda *a, **k: held)
     result = CliRunner().invoke(cli.main, ["validate", "--quick", "--workers", "1"])
     assert result.exit_code == 0 and result.output.strip().endswith("validate: 1 of 1 known answers hold")
@@ -118,7 +154,9 @@ def test_the_leaderboard_shows_the_last_validation(tmp_path):
 
     assert "Not checked yet" in validation_section(tmp_path / VALIDATION_FILE)[0]
     record = Validation(profile="full", date="2026-01-01", seconds=1.0,
-                        checks=[ValidationCheck("null", "random-init follows", "≤ 0.05", "0.000", True)])
+                        checks=[ValidationCheck("null", "random-init follows", "≤ 0.05", "0.000", True),
+                                ValidationCheck("planner", "follows", "a finding", "0.000", None)])
     (tmp_path / VALIDATION_FILE).write_text(json.dumps(record.to_dict()))
     text = "\n".join(validation_section(tmp_path / VALIDATION_FILE))
     assert "**1 of 1 known answers hold.**" in text and "| pass | null | random\\-init follows |" in text
+    assert "| *finding* | planner | follows |" in text
