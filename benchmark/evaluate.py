@@ -64,10 +64,10 @@ class EvalConfig:
 
 
 def _rate(flags: list[bool]) -> dict:
-    return _rate_of(int(sum(flags)), len(flags))
+    return rate_of(int(sum(flags)), len(flags))
 
 
-def _rate_of(k: int, n: int) -> dict:
+def rate_of(k: int, n: int) -> dict:
     """k/n with its Wilson 95% interval, as the schema's Rate stores it."""
     lo, hi = stats.wilson_interval(k, n)
     return {"value": round(k / n, 4) if n else None, "lo": round(lo, 4), "hi": round(hi, 4),
@@ -370,7 +370,7 @@ def _follow_summary(halves: list[dict]) -> dict | None:
     from benchmark.causal import best_layer
 
     def summed(rows: list[dict]) -> dict:
-        return _rate_of(sum(r["k"] for r in rows), sum(r["n"] for r in rows))
+        return rate_of(sum(r["k"] for r in rows), sum(r["n"] for r in rows))
 
     if any(not h.get("per_layer") for h in halves):
         return None

