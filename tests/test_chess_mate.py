@@ -20,7 +20,8 @@ from tasks.chess.lichess import LICHESS_SAMPLE, check_lichess_file, load_lichess
 from tasks.chess.search import MateSolver, _king_can_flee, checking_moves, forces_mate, is_mate, verify_solution
 from tasks.chess.stream import puzzle_stream
 from tasks.chess.task import random_mover
-from tasks.chess.text import board_from_text, describe_mix, encode_prompt, vocabulary
+from tasks.chess.text import (MOVE_TOKENS, board_from_text, describe_mix, encode_line, encode_move, encode_prompt,
+                              first_move_text, split_moves, vocabulary)
 
 
 @pytest.fixture(scope="module")
@@ -278,11 +279,40 @@ def test_texts_use_only_vocabulary_tokens(generated, lichess):
         text = example["prompt"] + example["completion"]
         assert set(text.split()) <= vocab
         assert example["completion"].startswith(" ") and not example["prompt"].endswith(" ")
-        assert len(example["prompt"].split()) == 68
-    # Every legal move of many positions is a token, promotions included.
+        board = chess.Board(meta(example)["fen"])
+        assert len(example["prompt"].split()) == 4 + 2 * len(board.piece_map())
+    # Every legal move of many positions is written in vocabulary tokens, promotions included,
+    # and reads back as itself.
+    assert len(vocab) == 7 + 12 + 64
     for board in random_positions(40, seed=2) + [chess.Board("8/P6k/8/8/8/8/6Kp/8 w - - 0 1")]:
         for move in board.legal_moves:
-            assert move.uci() in vocab
+            text = encode_move(move.uci())
+            assert set(text.split()) <= vocab and len(text.split()) == (3 if move.promotion else 2)
+            assert split_moves(text.split()) == [move.uci()]
+            assert "".join(text.split()) == move.uci()
+
+
+def test_the_move_format():
+    assert encode_move("e2e4") == "e2 e4" and encode_move("e7e8q") == "e7 e8 q"
+    assert encode_line(["h6g4", "e3e4", "d6d5"]) == " h6 g4 e3 e4 d6 d5"
+    assert split_moves("e7 e8 q d1 d2 a2 a1 n".split()) == ["e7e8q", "d1d2", "a2a1n"]
+    assert split_moves("e2 e4 e7".split()) == ["e2e4", None]  # a lone square is no move
+    assert split_moves("e2e4 e7e5".split()) == [None]  # the old one-token format is not read
+    assert split_moves("q e2 e4".split()) == [None] and split_moves([]) == []
+    assert split_moves("e2 e4 k".split()) == ["e2e4", None]  # k is never a promotion
+    assert first_move_text(" e7 e8 q d1 d2") == "e7e8q" and first_move_text(" e2 e4 e5") == "e2e4"
+    assert first_move_text(" e2") is None and first_move_text("") is None
+    task = ChessMateTask(workers=1)
+    assert task.first_step(" g1 f3 junk") == "g1f3" and task.max_words == MOVE_TOKENS == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(chess.SQUARE_NAMES), st.sampled_from(chess.SQUARE_NAMES),
+                          st.sampled_from(["", "q", "r", "b", "n"])), max_size=6))
+def test_moves_read_back_from_their_tokens(moves):
+    """Property: any list of (from, to, promotion) written as text splits back into itself."""
+    ucis = [a + b + p for a, b, p in moves]
+    assert split_moves(encode_line(ucis).split()) == ucis
 
 
 def test_prompt_round_trip_and_decisions(generated, lichess):
@@ -290,8 +320,9 @@ def test_prompt_round_trip_and_decisions(generated, lichess):
         m = meta(example)
         board = chess.Board(m["fen"])
         assert example["prompt"] == encode_prompt(board, m["n"])
-        parsed, n, moves = board_from_text(example["prompt"] + example["completion"])
-        assert parsed.fen() == board.fen() and n == m["n"] and moves == m["line"].split()
+        parsed, n, tokens = board_from_text(example["prompt"] + example["completion"])
+        assert parsed.fen() == board.fen() and n == m["n"] and split_moves(tokens) == m["line"].split()
+        assert example["completion"] == encode_line(m["line"].split())
         decisions = {d["name"]: d for d in example["decisions"]}
         last = m["line"].split()[-1]
         assert decisions["mate_move"]["target"] == last
@@ -300,19 +331,28 @@ def test_prompt_round_trip_and_decisions(generated, lichess):
         assert decisions["mate_move"]["horizon"] == m["n"]
     assert board_from_text("mate 2 white :") is None
     assert board_from_text("hello " * 70) is None
+    assert board_from_text("mate 1 white : K e1 k e8 Q") is None  # a piece without its square
+    assert board_from_text("mate 1 white : K e1 k e1") is None  # a square named twice
+    parsed, n, tokens = board_from_text("mate 1 white : K e1 k e8 q d1 e1 d1")
+    assert parsed.fen() == "4k3/8/8/8/8/8/8/3qK3 w - - 0 1" and n == 1 and tokens == ["e1", "d1"]
+
+
+def test_the_prompt_format():
+    board = chess.Board("7k/6p1/4R2p/3r4/5BnP/8/5PP1/6K1 b - - 0 1")  # the module docstring's
+    assert encode_prompt(board, 2) == "mate 2 black : k h8 p g7 R e6 p h6 r d5 B f4 n g4 P h4 P f2 P g2 K g1"
 
 
 # -- playing and judging -------------------------------------------------------------------------
 def reference_player(examples):
     """A fake model that plays each example's reference attacker moves."""
-    by_prompt = {e["prompt"]: e["completion"].split() for e in examples}
+    by_prompt = {e["prompt"]: meta(e)["line"].split() for e in examples}
 
     def complete(texts):
         out = []
         for text in texts:
             prompt = next(p for p in by_prompt if text.startswith(p))
-            done = len(text[len(prompt):].split())
-            out.append(" " + by_prompt[prompt][done] + " junk")
+            done = len(split_moves(text[len(prompt):].split()))
+            out.append(" " + encode_move(by_prompt[prompt][done]) + " junk")
         return out
     return complete
 
@@ -333,7 +373,7 @@ def test_play_with_reference_moves_succeeds(generated, lichess):
 
 def test_play_with_garbage_fails_without_exceptions(generated):
     task = ChessMateTask(workers=1)
-    for answer in ("", "   ", "garbage", "e2e4", "0000", "a1a1", "zz99 e2e4", "<eos>", "\n"):
+    for answer in ("", "   ", "garbage", "e2e4", "e2", "0000", "a1 a1", "q e2 e4", "zz99 e2 e4", "<eos>", "\n"):
         transcripts = task.play(generated, lambda texts, a=answer: [a] * len(texts))
         assert not any(task.check(e, t) for e, t in zip(generated, transcripts))
     wrong_count = task.play(generated[:2], lambda texts: [])  # a broken model returns too few
@@ -346,9 +386,10 @@ def test_random_mover_is_a_legal_deterministic_baseline(generated):
     assert first == task.play(generated, random_mover(0))
     for example, transcript in zip(generated, first):
         board = chess.Board(meta(example)["fen"])
-        for token in transcript.split():
-            assert chess.Move.from_uci(token) in board.legal_moves
-            board.push_uci(token)
+        assert transcript == encode_line(split_moves(transcript.split()))
+        for uci in split_moves(transcript.split()):
+            assert chess.Move.from_uci(uci) in board.legal_moves
+            board.push_uci(uci)
 
 
 @given(st.text(max_size=80))
@@ -369,22 +410,63 @@ def test_check_rules(lichess):
         return [m.uci() for m in board.legal_moves]
     mate2 = next(e for e in lichess if meta(e)["n"] == 2 and len(replies(e)) > 1)
     line = meta(mate2)["line"].split()
-    assert task.check(mate2, " " + " ".join(line))
-    assert not task.check(mate2, " " + " ".join(line) + " e2e4")  # moves after the mate
-    assert not task.check(mate2, " " + " ".join(line[:2]))  # stops before the mate
+    assert task.check(mate2, encode_line(line))
+    assert task.check(mate2, "  " + "   ".join(encode_line(line).split()) + " \n")  # any whitespace
+    assert not task.check(mate2, " " + " ".join(line))  # the old one-token UCI format
+    assert not task.check(mate2, encode_line(line) + " e2 e4")  # moves after the mate
+    assert not task.check(mate2, encode_line(line) + " e2")  # a token after the mate
+    assert not task.check(mate2, encode_line(line)[:-3])  # the mating move cut in half
+    assert not task.check(mate2, encode_line(line[:2]))  # stops before the mate
     others = [m for m in replies(mate2) if m != line[1]]
-    assert not task.check(mate2, " " + " ".join([line[0], others[0], line[2]]))  # not the stubborn reply
-    assert not task.check({"meta": "{}"}, " e2e4")
+    assert not task.check(mate2, encode_line([line[0], others[0], line[2]]))  # not the stubborn reply
+    assert not task.check({"meta": "{}"}, " e2 e4")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_check_accepts_only_a_forced_line_of_whole_moves(lichess, data):
+    """Property: edit one token of a reference completion (drop it, insert any vocabulary
+    token, replace it, or join a move's two squares into one UCI word); whenever the verifier
+    still accepts it, the tokens split into whole legal moves that force mate (by the
+    independent line verifier), with nothing left over."""
+    task = ChessMateTask(workers=1)
+    example = data.draw(st.sampled_from(lichess))
+    m = meta(example)
+    tokens = example["completion"].split()
+    assert task.check(example, example["completion"])
+    i = data.draw(st.integers(0, len(tokens) - 1))
+    op = data.draw(st.sampled_from(["drop", "insert", "replace", "join"]))
+    word = data.draw(st.sampled_from(vocabulary()))
+    if op == "drop":
+        edited = tokens[:i] + tokens[i + 1:]
+    elif op == "insert":
+        edited = tokens[:i] + [word] + tokens[i:]
+    elif op == "replace":
+        edited = tokens[:i] + [word] + tokens[i + 1:]
+    else:  # join: the from- and to-square of one move as one word
+        starts, k = [], 0
+        while k < len(tokens):
+            starts.append(k)
+            k += 3 if k + 2 < len(tokens) and tokens[k + 2] in "qrbn" else 2
+        j = data.draw(st.sampled_from(starts))
+        edited = tokens[:j] + [tokens[j] + tokens[j + 1]] + tokens[j + 2:]
+    moves = split_moves(edited)
+    accepted = task.check(example, " " + " ".join(edited))
+    if accepted:
+        assert None not in moves and verify_solution(m["fen"], moves, m["n"])
+        assert encode_line(moves).split() == edited
+    assert not (op == "join" and accepted)
 
 
 def test_targets_from_transcripts(lichess):
     task = ChessMateTask(workers=1)
     mate2 = next(e for e in lichess if meta(e)["n"] == 2)
     line = meta(mate2)["line"].split()
-    full = " " + " ".join(line)
+    full = encode_line(line)
     assert task.target_from_completion(mate2, full, "mate_move") == line[-1]
     assert task.target_from_completion(mate2, full, "mate_square") == line[-1][2:4]
-    assert task.target_from_completion(mate2, " " + line[0], "mate_move") == line[0]  # no mate: last move
+    assert task.target_from_completion(mate2, encode_line(line[:1]), "mate_move") == line[0]  # no mate: last move
+    assert task.target_from_completion(mate2, " " + line[0], "mate_move") is None  # one UCI word is no move
     assert task.target_from_completion(mate2, " nonsense", "mate_square") is None
     assert task.target_from_completion(mate2, "", "mate_move") is None
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -28,7 +29,8 @@ from tasks.chess.generate import stockfish_path
 from tasks.chess.lichess import check_lichess_file, sample_examples
 from tasks.chess.search import MateSolver
 from tasks.chess.stream import CHUNK_GAMES, puzzle_stream
-from tasks.chess.text import board_from_text, build_example, parse_move, vocabulary
+from tasks.chess.text import (MOVE_TOKENS, PROMOTIONS, board_from_text, build_example, encode_move, first_move_text,
+                              parse_move, split_moves, vocabulary)
 
 # Share of each N in a generated split, close to what the generator finds per game
 # (about 0.74 mates in 1, 0.30 in 2, 0.14 in 3), so no N keeps it running long after the
@@ -37,12 +39,13 @@ MIX = {1: 0.62, 2: 0.26, 3: 0.12}
 
 
 # -- playing ------------------------------------------------------------------------------
-def _walk(board: chess.Board, n: int, tokens: list[str], solver: MateSolver | None):
-    """Replay a transcript (attacker first). Yields (index, move or None, mated) for each
-    attacker token; checks defender tokens against the stubborn reply when ``solver`` is
-    given. Stops at the first token that is unparsable, illegal or wrong."""
-    for i, token in enumerate(tokens):
-        move = parse_move(token)
+def _walk(board: chess.Board, n: int, moves: list[str | None], solver: MateSolver | None):
+    """Replay a transcript's moves (UCI, as :func:`split_moves` groups its tokens; attacker
+    first). Yields (index, move or None, mated) for each attacker move; checks defender
+    moves against the stubborn reply when ``solver`` is given. Stops at the first move that
+    is unparsable, illegal or wrong."""
+    for i, uci in enumerate(moves):
+        move = parse_move(uci)
         attacker = i % 2 == 0
         if attacker and i // 2 >= n:
             return
@@ -69,16 +72,16 @@ def random_mover(seed: int) -> CompleteFn:
             if parsed is None:
                 out.append("")
                 continue
-            board, _, moves = parsed
+            board, _, tokens = parsed
             try:
-                for token in moves:
-                    board.push_uci(token)
-            except (ValueError, AssertionError):
+                for uci in split_moves(tokens):
+                    board.push_uci(uci)
+            except (ValueError, AssertionError, TypeError):
                 out.append("")
                 continue
             legal = sorted(m.uci() for m in board.generate_legal_moves())
             digest = hashlib.sha256(f"{seed}\n{text}".encode()).digest()
-            out.append(" " + random.Random(digest).choice(legal) if legal else "")
+            out.append(" " + encode_move(random.Random(digest).choice(legal)) if legal else "")
         return out
     return complete
 
@@ -86,22 +89,25 @@ def random_mover(seed: int) -> CompleteFn:
 class ChessMateTask(Task):
     name = "chess-mate"
     # version: the task as scored (bumped when evaluation changes: v2 adds the real puzzles
-    # and the random-legal-move baseline to every cell); data_version: the generated puzzles
-    # (names the cache, so a scoring change does not regenerate them).
-    version = "2"
-    data_version = "1"
+    # and the random-legal-move baseline to every cell; v3 writes a move as its from- and
+    # to-square tokens); data_version: the built examples (names their cache, so a scoring
+    # change does not rebuild them; v2: the square-token text); stream_version: the puzzle
+    # stream (positions and lines, no text), the slow part, kept across text changes.
+    version = "3"
+    data_version = "2"
+    stream_version = "1"
     extra_success_splits = ("real",)
     description = "Mate in 1, 2 or 3: play the forced mate against the most stubborn defence."
     target_names = ("mate_move", "mate_square")
-    max_new_tokens = 2
-    # The default run trains on 2,000 puzzles, one pass (a chess step costs four couplet
-    # steps, and the small reference barely learns chess on any budget this run can
-    # afford). `mesabench tasks generate chess-mate --split train --n 20000` makes a large set.
-    sizes = {"full": (2000, 400), "quick": (500, 100)}
+    max_words = MOVE_TOKENS  # one move per turn: from, to and a promotion letter
+    # The default run trains on 2,000 puzzles, one pass. No budget measured so far teaches
+    # the small reference chess (docs/experiments/chess_budget.py), so "long" is "full".
+    # `mesabench tasks generate chess-mate --split train --n 20000` makes a large set.
+    sizes = {"full": (2000, 400), "quick": (500, 100), "long": (2000, 400)}
     # A dev puzzle costs ten stream puzzles (dev is 10% of positions), so dev = test size.
     dev_factor = 1
     disk_cached = True
-    example_tokens = 70  # the 68-token prompt and 1 to 5 moves
+    example_tokens = 46  # 4 + 2 per piece (~19 pieces) and 1 to 5 moves of 2 (or 3) tokens
 
 
     def __init__(self, workers: int | None = None, engine: str | None = None,
@@ -188,7 +194,7 @@ class ChessMateTask(Task):
 
     def stream_folder(self, seed: int) -> Path:
         """Where the chunks of a seed's puzzle stream are cached."""
-        return cache_dir() / f"chess-mate-v{self.data_version}-{self.engine}-seed{seed}-stream"
+        return cache_dir() / f"chess-mate-v{self.stream_version}-{self.engine}-seed{seed}-stream"
 
     def vocabulary(self) -> list[str]:
         return vocabulary()
@@ -205,11 +211,11 @@ class ChessMateTask(Task):
         try:
             meta = self.meta(example)
             board, n = chess.Board(meta["fen"]), int(meta["n"])
-            tokens = completion.split()
+            moves = split_moves(completion.split())
             solver = MateSolver()
-            for i, _, mated in _walk(board, n, tokens, solver):
+            for i, _, mated in _walk(board, n, moves, solver):
                 if mated:
-                    return i == len(tokens) - 1
+                    return i == len(moves) - 1
             return False
         except Exception:  # the verifier never raises on model output
             return False
@@ -221,7 +227,7 @@ class ChessMateTask(Task):
             meta = self.meta(example)
             board, n = chess.Board(meta["fen"]), int(meta["n"])
             last = None
-            for _, move, mated in _walk(board, n, completion.split(), None):
+            for _, move, mated in _walk(board, n, split_moves(completion.split()), None):
                 if move is not None:
                     last = move
                 if mated:
@@ -236,10 +242,40 @@ class ChessMateTask(Task):
             return chess.square_name(last.to_square)
         raise KeyError(f"unknown target {name!r}; known: {self.target_names}")
 
+    def first_step(self, completion: str) -> str | None:
+        """A completion's first move (UCI, its tokens joined): the unit the causal check
+        holds fixed and the next-step probe control reads (a move is two or three tokens)."""
+        return first_move_text(completion)
+
+    def plan_spans(self, example: dict) -> list[tuple[int, int]]:
+        """The words the plan decides, for both targets: the moves before the mating move
+        (from the decision point to the mating move's from-square), or the mating move's
+        own tokens in a mate in 1 (the default's rule, with a move of two or three words
+        in place of one word: a UCI target is never one word of this text)."""
+        text = example["prompt"] + example["completion"]
+        spans = []
+        for d in example["decisions"]:
+            start = d["offset"]
+            words = list(re.finditer(r"\S+", text[start:]))
+            groups, i = [], 0  # (first word, last word) of each move
+            while i + 1 < len(words):
+                j = i + 2 if i + 2 < len(words) and words[i + 2].group() in PROMOTIONS else i + 1
+                groups.append((i, j))
+                i = j + 1
+            if not groups:
+                continue
+            first, last = groups[-1]
+            if first > 0:
+                spans.append((start, start + words[first].start()))
+            else:
+                spans.append((start + words[first].start(), start + words[last].end()))
+        return spans
+
     def play(self, examples: list[dict], complete: CompleteFn) -> list[str]:
         """The model plays the attacker: one batched ``complete`` call per turn, the first
-        token of each answer is its move; the harness answers with the most stubborn reply.
-        Stops at mate, after N attacker moves, or at an illegal or unparsable move."""
+        move of each answer (its first two tokens, three for a promotion) is its move; the
+        harness answers with the most stubborn reply. Stops at mate, after N attacker moves,
+        or at an illegal or unparsable move."""
         states = []
         for example in examples:
             meta = self.meta(example)
@@ -254,21 +290,22 @@ class ChessMateTask(Task):
             answers += [""] * (len(active) - len(answers))  # a missing answer is no move
             for state, answer in zip(active, answers):
                 tokens = answer.split() if isinstance(answer, str) else []
-                move = parse_move(tokens[0]) if tokens else None
+                uci = first_move_text(answer) if tokens else None
+                move = parse_move(uci)
                 board = state["board"]
                 if move is None or not board.is_legal(move):
-                    if tokens:
-                        state["moves"].append(tokens[0])  # kept so the log shows the mistake
+                    if tokens:  # kept so the log shows the mistake
+                        state["moves"].append(encode_move(uci) if move is not None else " ".join(tokens[:MOVE_TOKENS]))
                     state["done"] = True
                     continue
                 board.push(move)
-                state["moves"].append(move.uci())
+                state["moves"].append(encode_move(move.uci()))
                 made = (len(state["moves"]) + 1) // 2
                 if board.is_checkmate() or made >= state["n"] or board.is_game_over(claim_draw=False):
                     state["done"] = True
                     continue
                 reply = state["solver"].stubborn_reply(board, state["n"] - made)
                 board.push(reply)
-                state["moves"].append(reply.uci())
+                state["moves"].append(encode_move(reply.uci()))
         return ["".join(" " + m for m in s["moves"]) for s in states]
 
