@@ -15,6 +15,7 @@ so importing this module costs nothing.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,24 +27,25 @@ from tasks.base import Task
 SUBMISSIONS = Path("submissions")
 RESULTS = Path("results")
 LEADERBOARD = Path("leaderboard.md")
-QUICK = Path("runs") / "quick"
-VALIDATE = Path("runs") / "validate"  # validate's own known-answer models
+RUNS = Path("runs")  # the workspaces of the profiles other than "full": runs/<profile>/
+VALIDATE = RUNS / "validate"  # validate's own known-answer models
+PROFILE_NAMES = ("quick", "full", "long")  # what each trains: `benchmark.baselines.PROFILES`
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """The folders and files of one run, and its profile ("full" or "quick")."""
+    """The folders and files of one run, and its profile ("quick", "full" or "long")."""
 
     submissions: Path  # submitted models, one folder each
     references: Path  # where the reference baselines are written (may be `submissions`)
     results: Path  # one result file per (submission, task) cell
     leaderboard: Path  # the leaderboard file (its plots go beside it)
-    quick: bool = False
+    profile: str = "full"  # the size of data and models
 
     @property
-    def profile(self) -> str:
-        """The size of data and models: "quick" for a smoke run, else "full"."""
-        return "quick" if self.quick else "full"
+    def quick(self) -> bool:
+        """A smoke run."""
+        return self.profile == "quick"
 
     @property
     def submission_dirs(self) -> list[Path]:
@@ -53,13 +55,18 @@ class Workspace:
         return [self.submissions, self.references]
 
 
-def workspace(quick: bool = False, submissions: Path = SUBMISSIONS, references: Path | None = None,
+def workspace(profile: str = "full", submissions: Path = SUBMISSIONS, references: Path | None = None,
               results: Path | None = None, leaderboard: Path | None = None) -> Workspace:
-    """The workspace of a full or a quick run; a folder or file given here overrides it."""
-    if quick:
-        return Workspace(submissions, references or QUICK / "references", results or QUICK / "results",
-                         leaderboard or QUICK / "leaderboard.md", quick=True)
-    return Workspace(submissions, references or submissions, results or RESULTS, leaderboard or LEADERBOARD)
+    """The workspace of a profile: the full run's is the project's own submissions/,
+    results/ and leaderboard.md; every other profile is kept apart in runs/<profile>/. A
+    folder or file given here overrides it."""
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {profile!r} (one of {', '.join(PROFILE_NAMES)})")
+    if profile == "full":
+        return Workspace(submissions, references or submissions, results or RESULTS, leaderboard or LEADERBOARD)
+    home = RUNS / profile
+    return Workspace(submissions, references or home / "references", results or home / "results",
+                     leaderboard or home / "leaderboard.md", profile)
 
 
 # ---------------------------------------------------------------------------- events
@@ -110,6 +117,14 @@ def task_list(selected: Sequence[str] = ()) -> list[str]:
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; known: {task_names()}")
     return names
+
+
+def reference_tasks(names: Sequence[str]) -> list[str]:
+    """The tasks among ``names`` that reference models train on (their word-level faces;
+    a natural face is for pretrained submissions only)."""
+    from tasks import get_task
+
+    return [n for n in names if get_task(n).face == "word"]
 
 
 def quiet_libraries(transformers: bool = True) -> None:
@@ -175,7 +190,7 @@ def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequ
     from benchmark.parallel import run_jobs
     from benchmark.train import DATA_SEED
 
-    names = tuple(task_names)
+    names = tuple(reference_tasks(task_names))
     plan = plan_training(ws.profile, names, ws.references, tuple(variants),
                          tuple(seeds) if seeds is not None else None)
     for label in plan.cached:
@@ -190,11 +205,13 @@ def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequ
 
 
 def evaluate(names: Sequence[str], task_names: Sequence[str], ws: Workspace, workers: int,
-             force: bool = False, shard: tuple[int, int] = (0, 1), on_event: EventFn = _ignore) -> list[str]:
+             force: bool = False, shard: tuple[int, int] = (0, 1), on_event: EventFn = _ignore,
+             real_files: Sequence[tuple[str, Path]] = ()) -> list[str]:
     """Evaluate the named submissions (every one in the workspace when none is named) on
     the tasks, one worker job per submission; ``shard`` (I, N) keeps every N-th submission
-    from the I-th. Finished cells are cached. Returns the names of the submissions that had
-    an error cell."""
+    from the I-th; ``real_files`` (task, file) are scored as those tasks' "real" split.
+    Finished cells are cached. Returns the names of the submissions that had an error cell.
+    Raises OSError or `tasks.base.TaskError` when a real file cannot be used."""
     quiet_libraries()
     from benchmark.evaluate import EvalConfig, eval_splits
     from benchmark.parallel import run_jobs
@@ -202,7 +219,10 @@ def evaluate(names: Sequence[str], task_names: Sequence[str], ws: Workspace, wor
 
     tasks = list(task_names)
     folders = submission_folders(names, ws.submission_dirs)[shard[0]::shard[1]]
-    cfg = EvalConfig(size=ws.profile)
+    files = tuple((task, str(path), hashlib.sha256(Path(path).read_bytes()).hexdigest()) for task, path in real_files)
+    cfg = EvalConfig(size=ws.profile, real_files=files)
+    for task, path, _ in files:
+        cfg.task(task)  # a task that reads no files, or a broken file, fails here, before any work
     on_event(EvalEvent("begin", cells=len(folders) * len(tasks)))
     pregenerate(tasks, lambda task: eval_splits(task, cfg))
 
@@ -273,8 +293,7 @@ def validate(ws: Workspace, workers: int, quick: bool = False, breaks: Sequence[
 
     start = time.time()
     seeds = (0,) if quick else (0, 1, 2)
-    full = Workspace(ws.submissions, ws.references if not ws.quick else SUBMISSIONS,
-                     ws.results if not ws.quick else RESULTS, ws.leaderboard)
+    full = ws if ws.profile == "full" else workspace("full", ws.submissions)
 
     def planner() -> list:
         progress("planner: train and evaluate the unstunted rhymes reference (cached when present)")
@@ -318,7 +337,7 @@ def bottleneck_jobs(seeds: Sequence[int]) -> list[dict]:
     from dataclasses import replace
 
     from benchmark import validate as checks
-    from benchmark.baselines import PROFILES, trained_with
+    from benchmark.baselines import reference_config, trained_with
     from benchmark.bottleneck import CONFIG_KEY
     from benchmark.train import build_vocabulary
     from benchmark.models import word_tokenizer, encode_examples
@@ -330,8 +349,7 @@ def bottleneck_jobs(seeds: Sequence[int]) -> list[dict]:
     position = encode_examples(tokenizer, [example], add_eos=False)[0]["decisions"][0]  # "/": the same token in every couplet
     jobs = []
     for seed in seeds:
-        cfg = replace(PROFILES["full"]["train"], variant="unstunted", seed=seed, tasks=(PLANNER_TASK,),
-                      steps=checks.BOTTLENECK_STEPS)
+        cfg = replace(reference_config("full", PLANNER_TASK, "unstunted", seed), steps=checks.BOTTLENECK_STEPS)
         out = VALIDATE / f"bottleneck-s{seed}" / f"model-{PLANNER_TASK}"
         cached = trained_with(out) == cfg.to_dict() and _config_value(out, CONFIG_KEY) == position
         jobs.append({"label": f"bottleneck-s{seed}/{PLANNER_TASK}", "cfg": cfg, "out": out,

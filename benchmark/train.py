@@ -46,10 +46,13 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     stunt: dict = field(default_factory=dict)  # overrides of benchmark.stunting.StuntConfig
+    tie_embeddings: bool = True  # False: separate output embeddings (`benchmark.models.new_gpt2`)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
+        if self.tie_embeddings:  # the default is left out, so models trained before it stay cached
+            del d["tie_embeddings"]
         return d
 
 
@@ -155,7 +158,8 @@ def train_reference(
     longest = max(len(it["ids"]) for items in data.values() for it in items)
     if longest > cfg.n_positions:
         raise ValueError(f"training text of {longest} tokens exceeds n_positions={cfg.n_positions}")
-    model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed).to(device)
+    model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed,
+                     cfg.tie_embeddings).to(device)
     if bottleneck_at is not None:
         from benchmark.bottleneck import install
 

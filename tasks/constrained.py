@@ -558,10 +558,11 @@ class ConstrainedTask(Task):
                    "word, word and letter counts, acrostic); the words before the "
                    "constrained slot depend on the word that fills it.")
     target_names = ("end_word", "slot_word")
-    max_new_tokens = MAX_WORDS + 2
+    max_words = MAX_WORDS + 2
     example_tokens = 17  # an 8-token prompt and about 7 words
-    # Full training set sized to the default run's budget (one pass: 625 steps of 16).
-    sizes = {"full": (10000, 500), "quick": (2000, 100)}
+    # Full training set sized to the default run's budget (one pass: 625 steps of 16);
+    # "long" is what docs/experiments/constrained_budget.py found the model needs.
+    sizes = {"full": (10000, 500), "quick": (2000, 100), "long": (100000, 500)}
     # Eval splits avoid repeating a prompt until this many draws in a row hit a seen one
     # (the counts family has under 200 prompts in all, about 20 in each eval split).
     max_repeat_misses = 200

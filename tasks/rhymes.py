@@ -135,8 +135,9 @@ class RhymesTask(Task):
     # The slot first: the lookahead index uses a task's first target, and the slot is what
     # the model holds at "/" (B itself is formed one token later; see the module docstring).
     target_names = ("rhyme_slot", "rhyme_word")
-    max_new_tokens = 10
-    sizes = {"full": (24000, 500), "quick": (3000, 100)}  # (train, per eval split)
+    max_words = 10
+    # (train, per eval split); "long" is "full": the full profile already learns rhymes.
+    sizes = {"full": (24000, 500), "quick": (3000, 100), "long": (24000, 500)}
     example_tokens = 14
 
     def _item(self, rng: random.Random, split: str) -> dict:

@@ -17,19 +17,24 @@ from benchmark.submissions import write_submission_toml
 from benchmark.variants import RANDOM_INIT, VARIANTS
 
 
-def test_workspaces_keep_a_quick_run_apart():
+def test_workspaces_keep_every_profile_but_full_apart():
     full = pipeline.workspace()
     assert (full.references, full.results, full.leaderboard) == (
         Path("submissions"), Path("results"), Path("leaderboard.md"))
     assert full.submission_dirs == [Path("submissions")] and full.profile == "full"
-    quick = pipeline.workspace(quick=True)
-    assert quick.references == Path("runs/quick/references") and quick.profile == "quick"
+    quick = pipeline.workspace("quick")
+    assert quick.references == Path("runs/quick/references") and quick.profile == "quick" and quick.quick
     assert quick.submission_dirs == [Path("submissions"), Path("runs/quick/references")]
-    assert pipeline.workspace(True, results=Path("r")).results == Path("r")
+    long = pipeline.workspace("long")
+    assert (long.references, long.results, long.leaderboard) == (
+        Path("runs/long/references"), Path("runs/long/results"), Path("runs/long/leaderboard.md"))
+    assert pipeline.workspace("quick", results=Path("r")).results == Path("r")
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        pipeline.workspace("huge")
 
 
 def test_unknown_tasks_are_named():
-    assert pipeline.task_list(()) == ["rhymes", "chess-mate", "constrained"]
+    assert pipeline.task_list(()) == ["rhymes", "chess-mate", "constrained", "rhymes-natural", "constrained-natural"]
     with pytest.raises(ValueError, match="poetry"):
         pipeline.task_list(("rhymes", "poetry"))
 
@@ -72,6 +77,20 @@ def test_training_plan_skips_trained_models_and_starts_with_the_longest(tmp_path
     assert again.cached == [done["label"]] and done["label"] not in [j["label"] for j in again.jobs]
 
 
+def test_a_profile_sets_each_task_its_own_budget(tmp_path):
+    from tasks import get_task, task_names
+
+    for name in task_names():  # every profile has data sizes on every task
+        assert set(get_task(name).sizes) >= set(pipeline.PROFILE_NAMES), name
+    long = baselines.reference_config("long", "constrained", "myopic", 1)
+    assert (long.size, long.steps, long.variant, long.seed, long.tasks) == ("long", 10000, "myopic", 1, ("constrained",))
+    assert baselines.reference_config("full", "constrained", "myopic", 1).steps is None  # one pass
+    # The job list is ordered by what a job costs, steps included.
+    plan = baselines.plan_training("long", ("rhymes", "constrained"), tmp_path, ("unstunted",), (0,))
+    assert [j["label"] for j in plan.jobs] == ["ref-unstunted-s0/constrained", "ref-unstunted-s0/rhymes"]
+    assert plan.jobs[0]["cfg"] == baselines.reference_config("long", "constrained", "unstunted", 0)
+
+
 def test_train_reports_every_model_and_adds_the_random_init_control(tmp_path, monkeypatch):
     def fake_train_job(job, emit):
         emit(("training", job["label"]))
@@ -80,7 +99,7 @@ def test_train_reports_every_model_and_adds_the_random_init_control(tmp_path, mo
 
     monkeypatch.setattr(baselines, "train_job", fake_train_job)
     events = []
-    ws = pipeline.workspace(True, references=tmp_path)
+    ws = pipeline.workspace("quick", references=tmp_path)
     names = pipeline.train(["rhymes"], ws, 1, ("myopic",), (3,), events.append)
     assert names == ["ref-myopic-s3", RANDOM_INIT]
     assert events == [TrainEvent("training", "ref-myopic-s3/rhymes"),
@@ -114,7 +133,7 @@ def test_evaluate_builds_one_job_per_submission_and_names_the_failures(tmp_path,
     for name in ("bad", "good", "other"):
         submission(subs / name)
     # References in their own (empty) folder: the test must not see a quick run left in runs/.
-    ws = pipeline.workspace(True, subs, references=tmp_path / "references", results=tmp_path / "results")
+    ws = pipeline.workspace("quick", subs, references=tmp_path / "references", results=tmp_path / "results")
     events = []
     failed = pipeline.evaluate([], ["rhymes", "constrained"], ws, 1, force=True, on_event=events.append)
     assert failed == ["bad"]
@@ -136,7 +155,7 @@ def test_run_trains_evaluates_and_writes_the_leaderboard(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "evaluate", lambda names, tasks, ws, workers, on_event:
                         calls.append(("evaluate", list(names))) or ["x"])
     monkeypatch.setattr(pipeline, "leaderboard", lambda ws: calls.append("leaderboard") or 7)
-    ws = pipeline.workspace(True, references=tmp_path)
+    ws = pipeline.workspace("quick", references=tmp_path)
     summary = pipeline.run(["rhymes"], ws, 1, only_references=True)
     assert calls == ["train", ("evaluate", [str(tmp_path / "ref-a")]), "leaderboard"]
     assert (summary.references, summary.failed, summary.rows) == (["ref-a"], ["x"], 7)
