@@ -41,19 +41,19 @@ def main() -> None:
     prompts = [e["prompt"] for e in exs][: args.pairs]
 
     t0 = time.perf_counter()
-    greedy(loaded, prompts, task.max_new_tokens)
+    greedy(loaded, prompts, task.max_words)
     t_plain = time.perf_counter() - t0
     pos = [len(loaded.tokenizer(p, add_special_tokens=False)["input_ids"]) - 1 for p in prompts]
     states = states_at_tokens(loaded, prompts, pos, [2])[0]
     t0 = time.perf_counter()
-    greedy(loaded, prompts, task.max_new_tokens, layer=2, token_positions=pos, vectors=states)
+    greedy(loaded, prompts, task.max_words, layer=2, token_positions=pos, vectors=states)
     t_patched = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     res = follow_rate(loaded, task, exs, n_pairs=args.pairs)
     t_all = time.perf_counter() - t0
     n_layers = len(res["layers"])
-    print(f"{len(prompts)} prompts, {task.max_new_tokens} new tokens, threads={args.threads}")
+    print(f"{len(prompts)} prompts, {task.max_words} words, threads={args.threads}")
     print(f"  unpatched greedy: {t_plain:.2f} s   patched greedy (one layer): {t_patched:.2f} s")
     print(f"  follow_rate: {res['n_pairs']} pairs x {n_layers} layers x 2 positions: {t_all:.2f} s "
           f"({t_all / (2 * n_layers):.2f} s per (layer, position))")

@@ -13,7 +13,7 @@ and count how often the completion's target is the donor's plan.
   and the last layer is the model's final hidden state (after the final norm where the
   architecture has one), so a state read with ``output_hidden_states`` and written back
   is an exact no-op.
-- `greedy(loaded, prompts, max_new_tokens, patch=...)`: greedy completions, optionally
+- `greedy(loaded, prompts, max_words, patch=...)`: greedy completions, optionally
   with a patch on the prompt's forward pass (the KV cache carries it to later tokens).
 - `follow_rate(loaded, task, examples, ...)`: the metric, per layer, at the decision point
   and at a control position that holds no plan, with Wilson intervals; `best_layer` picks
@@ -30,7 +30,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from benchmark.models import LoadedModel, encode, token_index
+from benchmark.models import LoadedModel, encode, generate_words, token_index, tokenize
 from benchmark.stats import wilson_interval
 
 
@@ -173,20 +173,11 @@ def patched(
 # ---------------------------------------------------------------------------------------
 
 
-def _decode(tokenizer, rows: torch.Tensor) -> list[str]:
-    out = []
-    for row in rows:
-        text = tokenizer.decode(row, skip_special_tokens=True)
-        out.append(text if text[:1].isspace() else " " + text)
-    return out
-
-
 def _token_positions(tokenizer, prompt: str, char_offset: int, control: str | int,
                      control_char: int | None = None) -> tuple[int, int]:
     """(decision token, control token) as indices into the unpadded prompt's tokens;
     ``control="task"`` takes the token before character ``control_char``."""
-    enc = tokenizer([prompt], return_tensors="pt", return_offsets_mapping=True,
-                    add_special_tokens=False)
+    enc = tokenize(tokenizer, [prompt], return_tensors="pt", return_offsets_mapping=True)
     offsets, mask = enc["offset_mapping"][0], enc["attention_mask"][0]
     decision = token_index(offsets, mask, char_offset)
     if control == "task":
@@ -206,7 +197,7 @@ def _token_positions(tokenizer, prompt: str, char_offset: int, control: str | in
 def greedy(
     loaded: LoadedModel,
     prompts: list[str],
-    max_new_tokens: int,
+    max_words: int,
     layer: int | None = None,
     token_positions: Sequence[int] | None = None,
     vectors: torch.Tensor | None = None,
@@ -227,11 +218,7 @@ def greedy(
             pos = torch.as_tensor(token_positions[start:start + len(chunk)]) + pad
             ctx = patched(loaded.model, layer, pos, vectors[start:start + len(chunk)])
         with ctx:
-            gen = loaded.model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id)
-        out.extend(_decode(tok, gen[:, ids.shape[1]:]))
+            out.extend(generate_words(loaded, ids, mask, max_words))
     return out
 
 
@@ -290,15 +277,11 @@ def _pairs(items: list[dict], n_pairs: int, seed: int) -> list[tuple[int, int]]:
     return chosen
 
 
-def _first_word(text: str) -> str | None:
-    words = text.split()
-    return words[0] if words else None
-
-
 def _score(pairs, own, first, patched_targets, patched_first, reference) -> dict:
     """Rates for one (layer, position): see `follow_rate`.
 
-    A follow counts only when the recipient's first emitted word is the one it emits
+    A follow counts only when the recipient's first emitted word (the task's first step,
+    `Task.first_step`: for chess a whole move, two or three words) is the one it emits
     unpatched: a patch at the last layer sets the next token directly, and a completion that
     merely cascades from a changed first word (a random model repeating it) is not a plan
     read from the patched state. For the same reason a pair is informative only when the
@@ -340,7 +323,7 @@ def follow_rate(
     Pairs (recipient, donor) share a decision name and differ in reference target. The
     donor's *plan* is its own unpatched greedy completion's target. At each layer the
     donor's state at its decision token is written into the recipient's decision token,
-    the recipient's prompt is completed greedily (``task.max_new_tokens``) and its target
+    the recipient's prompt is completed greedily (``task.max_words``) and its target
     read with ``task.target_from_completion``. Per layer, at ``"decision"`` and at the
     ``"control"`` token (``"task"``: the task's `control_offset`, a prompt token that holds
     nothing the plan depends on; ``"first"`` prompt token, ``"previous"`` token, or an int
@@ -378,7 +361,7 @@ def follow_rate(
     pairs = _pairs(items, n_pairs, seed)
     result = {"layers": layers, "n_pairs": len(pairs), "seed": seed,
               "control_position": control_position, "skipped_decisions": skipped,
-              "max_new_tokens": int(task.max_new_tokens), "per_layer": []}
+              "max_words": int(task.max_words), "per_layer": []}
     if not pairs:
         return result
 
@@ -390,9 +373,9 @@ def follow_rate(
     used = sorted({i for p in pairs for i in p})
     prompt_of = {i: examples[items[i]["example"]]["prompt"] for i in used}
     unique = sorted(set(prompt_of.values()))
-    plain = dict(zip(unique, greedy(loaded, unique, task.max_new_tokens, batch_size=batch_size)))
+    plain = dict(zip(unique, greedy(loaded, unique, task.max_words, batch_size=batch_size)))
     own = {i: t for i, t in zip(used, targets([plain[prompt_of[i]] for i in used], used))}
-    first = {i: _first_word(plain[prompt_of[i]]) for i in used}
+    first = {i: task.first_step(plain[prompt_of[i]]) for i in used}
     reference = {i: items[i]["target"] for i in used}
 
     recipients = [r for r, _ in pairs]
@@ -405,11 +388,11 @@ def follow_rate(
         for li, layer in enumerate(layers):
             if where == "decision":
                 result["per_layer"].append({"layer": layer})
-            comps = greedy(loaded, recipient_prompts, task.max_new_tokens, layer=layer,
+            comps = greedy(loaded, recipient_prompts, task.max_words, layer=layer,
                            token_positions=[items[r][where] for r in recipients],
                            vectors=donor_states[li], batch_size=batch_size)
             result["per_layer"][li][where] = _score(pairs, own, first, targets(comps, recipients),
-                                                    [_first_word(c) for c in comps], reference)
+                                                    [task.first_step(c) for c in comps], reference)
     result["own_plan_defined"] = _rate(sum(own[i] is not None for i in used), len(used))
     return result
 

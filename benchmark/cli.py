@@ -6,6 +6,7 @@ commands that need them, so `--help` and `tasks list` answer at once.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from contextlib import contextmanager
@@ -26,9 +27,9 @@ from benchmark.variants import VARIANTS
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
-REFERENCES_HELP = "Where reference baselines are written [default: submissions/; runs/quick/references with --quick]."
-RESULTS_HELP = "Result files [default: results/; runs/quick/results with --quick]."
-OUT_HELP = "The leaderboard file [default: leaderboard.md; runs/quick/leaderboard.md with --quick]."
+REFERENCES_HELP = "Where reference baselines are written [default: submissions/; runs/<profile>/references for another profile]."
+RESULTS_HELP = "Result files [default: results/; runs/<profile>/results for another profile]."
+OUT_HELP = "The leaderboard file [default: leaderboard.md; runs/<profile>/leaderboard.md for another profile]."
 SUBMISSIONS_HELP = "Folder of submissions [default: submissions/]."
 
 
@@ -39,6 +40,23 @@ def path_option(name: str, help: str):
 def submissions_option(command):
     return click.option("--submissions", type=click.Path(path_type=Path), default=pipeline.SUBMISSIONS,
                         help=SUBMISSIONS_HELP)(command)
+
+
+def profile_options(quick_help: str):
+    """--profile quick|full|long and its shorthand --quick, passed on as ``profile``."""
+    def decorate(command):
+        @functools.wraps(command)
+        def with_profile(*args, quick: bool, profile: str | None, **kwargs):
+            if quick and profile not in (None, "quick"):
+                raise click.UsageError(f"--quick and --profile {profile} disagree")
+            return command(*args, profile="quick" if quick else profile or "full", **kwargs)
+
+        with_profile = click.option("--quick", is_flag=True, help=quick_help + " (= --profile quick).")(with_profile)
+        return click.option("--profile", type=click.Choice(pipeline.PROFILE_NAMES), default=None,
+                            help="full (default: about an hour on 2 cores), quick (a smoke run) or long "
+                                 "(the budget at which every task is learned); each but full is kept "
+                                 "apart in runs/<profile>/.")(with_profile)
+    return decorate
 
 
 def workers_option(command):
@@ -215,10 +233,13 @@ def tasks_generate(name: str, split: str, n: int | None, seed: int, out: Path | 
 
 @tasks.command("check")
 @click.argument("name")
+@click.option("--file", "data_file", type=click.Path(path_type=Path), default=None,
+              help="A file of real items to verify instead: a Lichess puzzle CSV (chess-mate), "
+                   "a couplets JSONL (rhymes-natural).")
 @click.option("--lichess", "lichess", type=click.Path(path_type=Path), default=None,
-              help="A Lichess puzzle CSV: verify every mate-in-N puzzle in it.")
+              help="The same as --file, for a Lichess puzzle CSV.")
 @click.option("--n", default=200, show_default=True, help="Generated examples to verify otherwise.")
-def tasks_check(name: str, lichess: Path | None, n: int) -> None:
+def tasks_check(name: str, data_file: Path | None, lichess: Path | None, n: int) -> None:
     """Verify task data: every reference completion must pass the task's verifier.
 
     Exits 1 if any fails, 2 if the data cannot be read.
@@ -227,12 +248,13 @@ def tasks_check(name: str, lichess: Path | None, n: int) -> None:
 
     pipeline.quiet_libraries(transformers=False)
     task = _get_task_or_exit(name)
+    path = data_file or lichess
     try:
-        report = task.check_generated(n) if lichess is None else task.check_file(lichess)
+        report = task.check_generated(n) if path is None else task.check_file(path)
     except TaskError as err:
         _fail(err)
     except OSError as err:
-        _fail(f"cannot read {lichess}: {err.strerror or err}")
+        _fail(f"cannot read {path}: {err.strerror or err}")
     console.print(f"{report.verified} of {report.total} {report.unit} verified")
     for failure in report.failures[:20]:
         console.print(f"  [red]{escape(failure)}[/red]", soft_wrap=True)
@@ -254,13 +276,13 @@ def baselines() -> None:
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Variants to train (default: all).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the profile's).")
-@click.option("--quick", is_flag=True, help="Small data and few steps: a smoke run.")
+@profile_options("Small data and few steps: a smoke run")
 @path_option("--references", REFERENCES_HELP)
 @workers_option
-def baselines_train(task_names, variants, seeds, quick, references, workers) -> None:
+def baselines_train(task_names, variants, seeds, profile, references, workers) -> None:
     """Train reference models into submissions/ref-<variant>-s<seed>/, one model folder per
     task (resumable: a model trained with the same config is skipped)."""
-    ws = pipeline.workspace(quick, references=references)
+    ws = pipeline.workspace(profile, references=references)
     with _progress() as view:
         pipeline.train(_tasks(task_names), ws, workers, tuple(variants) or VARIANTS,
                        tuple(seeds) or None, view)
@@ -282,8 +304,11 @@ def _shard(text: str) -> tuple[int, int]:
 @main.command()
 @click.argument("submission", nargs=-1)
 @click.option("--task", "task_names", multiple=True, help="Tasks to evaluate (default: all).")
-@click.option("--quick", is_flag=True, help="Smaller evaluation sets (results in runs/quick/).")
+@profile_options("Smaller evaluation sets (results in runs/quick/)")
 @click.option("--force", is_flag=True, help="Recompute cells even when cached.")
+@click.option("--real", "real_files", multiple=True, metavar="TASK=FILE",
+              help="Score FILE as TASK's real split (e.g. rhymes-natural=couplets.jsonl; "
+                   "`mesabench tasks check TASK --file FILE` validates it first).")
 @click.option("--shard", default="0/1", show_default=True,
               help="I/N: evaluate only every N-th submission starting at I (spread a run over "
                    "machines with your scheduler; results merge by file).")
@@ -291,7 +316,8 @@ def _shard(text: str) -> tuple[int, int]:
 @path_option("--references", REFERENCES_HELP)
 @path_option("--results", RESULTS_HELP)
 @workers_option
-def evaluate(submission, task_names, quick, force, shard, submissions, references, results, workers) -> None:
+def evaluate(submission, task_names, profile, force, real_files, shard, submissions, references, results,
+             workers) -> None:
     """Evaluate SUBMISSION(s) (names under submissions/ or folders; default: all, and the
     reference baselines).
 
@@ -299,11 +325,24 @@ def evaluate(submission, task_names, quick, force, shard, submissions, reference
     submission gets one error line and the others still run. Exits non-zero if any
     submission you named explicitly failed.
     """
+    from tasks.base import TaskError
+
     shard_range = _shard(shard)
-    ws = pipeline.workspace(quick, submissions, references, results)
+    ws = pipeline.workspace(profile, submissions, references, results)
     names = _tasks(task_names)
-    with _progress() as view:
-        failed = pipeline.evaluate(submission, names, ws, workers, force, shard_range, view)
+    files = []
+    for spec in real_files:
+        task, _, path = spec.partition("=")
+        if not path:
+            raise click.BadParameter(f"--real takes TASK=FILE, got {spec!r}")
+        files.append((_tasks((task,))[0], Path(path)))
+    try:
+        with _progress() as view:
+            failed = pipeline.evaluate(submission, names, ws, workers, force, shard_range, view, files)
+    except TaskError as err:
+        _fail(err)
+    except OSError as err:
+        _fail(f"cannot read {err.filename or 'a real file'}: {err.strerror or err}")
     if submission and failed:
         sys.exit(1)
 
@@ -323,15 +362,15 @@ def _workspace_checked() -> Iterator[None]:
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="The quick run's leaderboard (runs/quick/).")
+@profile_options("The quick run's leaderboard (runs/quick/)")
 @path_option("--out", OUT_HELP)
 @path_option("--results", RESULTS_HELP)
 @submissions_option
 @path_option("--references", REFERENCES_HELP)
-def leaderboard(quick: bool, out: Path | None, results: Path | None, submissions: Path,
+def leaderboard(profile: str, out: Path | None, results: Path | None, submissions: Path,
                 references: Path | None) -> None:
     """Write leaderboard.md (and its plots) from the stored result files only."""
-    ws = pipeline.workspace(quick, submissions, references, results, out)
+    ws = pipeline.workspace(profile, submissions, references, results, out)
     with _workspace_checked():
         rows = pipeline.leaderboard(ws)
     console.print(f"wrote {ws.leaderboard} ({rows} rows)")
@@ -343,8 +382,7 @@ def leaderboard(quick: bool, out: Path | None, results: Path | None, submissions
 def run_options(command):
     """The options `experiment` and `run` share."""
     for option in reversed([
-        click.option("--quick", is_flag=True, help="One seed, small data, few steps: a smoke run "
-                                                   "(minutes), kept apart in runs/quick/."),
+        profile_options("One seed, small data, few steps: a smoke run (minutes), kept apart in runs/quick/"),
         click.option("--task", "task_names", multiple=True, help="Tasks (default: all)."),
         submissions_option,
         path_option("--references", REFERENCES_HELP),
@@ -356,9 +394,9 @@ def run_options(command):
     return command
 
 
-def _run(quick: bool, task_names, submissions: Path, references, results, out, workers: int,
+def _run(profile: str, task_names, submissions: Path, references, results, out, workers: int,
          only_references: bool) -> None:
-    ws = pipeline.workspace(quick, submissions, references, results, out)
+    ws = pipeline.workspace(profile, submissions, references, results, out)
     names = _tasks(task_names)
     with _workspace_checked(), _progress() as view:
         summary = pipeline.run(names, ws, workers, only_references, view)
@@ -368,18 +406,18 @@ def _run(quick: bool, task_names, submissions: Path, references, results, out, w
 
 @main.command()
 @run_options
-def experiment(quick: bool, task_names, submissions: Path, references, results, out, workers: int) -> None:
+def experiment(profile: str, task_names, submissions: Path, references, results, out, workers: int) -> None:
     """The headline experiment alone: train every reference variant and seed, evaluate
     them (and the random-init control), write the leaderboard. Resumable."""
-    _run(quick, task_names, submissions, references, results, out, workers, only_references=True)
+    _run(profile, task_names, submissions, references, results, out, workers, only_references=True)
 
 
 @main.command()
 @run_options
-def run(quick: bool, task_names, submissions: Path, references, results, out, workers: int) -> None:
+def run(profile: str, task_names, submissions: Path, references, results, out, workers: int) -> None:
     """Everything on embedded defaults: train the baselines (every variant and seed of the
     profile), evaluate every submission, write the leaderboard. Resumable."""
-    _run(quick, task_names, submissions, references, results, out, workers, only_references=False)
+    _run(profile, task_names, submissions, references, results, out, workers, only_references=False)
 
 
 # ---------------------------------------------------------------------------- validate
@@ -397,7 +435,7 @@ def validate(quick: bool, breaks: tuple[str, ...], submissions: Path, workers: i
     plan (decoded and causally used), the random-init model and a control position that
     must show none, a myopic/vanilla calibration pair, null probes and a planted gain.
     Prints expected against measured; exits 1 when any known answer is missed."""
-    ws = pipeline.workspace(quick, submissions)
+    ws = pipeline.workspace("quick" if quick else "full", submissions)
     with _progress() as view:
         stage = view.progress.add_task("validate", total=None)
         record = pipeline.validate(ws, workers, quick, breaks, view,

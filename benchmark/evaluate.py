@@ -11,7 +11,8 @@ The steps, in order (each a function below):
 4. probes: hidden states at decision points, a linear probe per layer for the reference
    target and for the model's own greedy target, against three controls (embedding
    layer, a random-init model of the same architecture, bag of words of the prompt) and,
-   for the own target, a fourth: the first word the model's own continuation emits;
+   for the own target, a fourth: the first word the model's own continuation emits
+   (`Task.first_step`: for chess the first move, two or three words);
 5. future lens: token t+k from the state at t, against a current-token control (on the
    model's own output, the control also sees its next token).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -56,10 +58,27 @@ class EvalConfig:
     n_boot: int = 1000
     batch_size: int = 64
     causal_pairs: int = 200  # (recipient, donor) pairs of the causal check, over both halves
+    # (task, path, sha256) of files scored as a task's "real" split instead of its own
+    # (`Task.with_real_file`); the hash keys the cache to the file's content.
+    real_files: tuple[tuple[str, str, str], ...] = ()
+
+    def task(self, name: str):
+        """The task ``name`` as this config scores it (with its real file, if one is given)."""
+        from tasks import get_task
+
+        task = get_task(name)
+        for task_name, path, _ in self.real_files:
+            if task_name == name:
+                task = task.with_real_file(Path(path))
+        return task
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lambdas"] = list(self.lambdas)
+        if not self.real_files:  # absent unless given, so existing cells keep their keys
+            del d["real_files"]
+        else:
+            d["real_files"] = [list(f) for f in self.real_files]
         return d
 
 
@@ -83,9 +102,9 @@ def success_rates(task, examples: list[dict], completions: list[str]) -> tuple[d
     return {"all": _rate(flags), "groups": {g: _rate(v) for g, v in sorted(groups.items())}}, flags
 
 
-def solver(loaded: LoadedModel, max_new_tokens: int, num_beams: int, batch_size: int):
+def solver(loaded: LoadedModel, max_words: int, num_beams: int, batch_size: int):
     """The model side of a task's solver (`tasks.base.CompleteFn`)."""
-    return lambda texts: complete(loaded, texts, max_new_tokens, num_beams, batch_size)
+    return lambda texts: complete(loaded, texts, max_words, num_beams, batch_size)
 
 
 # --------------------------------------------------------------------------------------
@@ -203,11 +222,6 @@ def task_loss(items: list[dict], cfg: EvalConfig) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-def _first_word(text: str) -> str:
-    words = text.split()
-    return words[0] if words else "<none>"
-
-
 def decision_rows(task, examples: list[dict], completions: list[str]) -> list[dict]:
     """One row per (example, decision): the text, the offset and both targets."""
     rows = []
@@ -216,7 +230,7 @@ def decision_rows(task, examples: list[dict], completions: list[str]) -> list[di
             rows.append({"text": ex["prompt"] + ex["completion"], "offset": d["offset"],
                          "name": d["name"], "reference": d["target"],
                          "own": task.target_from_completion(ex, comp, d["name"]) or "<none>",
-                         "own_next": _first_word(comp),
+                         "own_next": task.first_step(comp) or "<none>",
                          "group": task.group(ex),
                          "prompt_text": (ex["prompt"] + ex["completion"])[: d["offset"]],
                          "own_text": ex["prompt"] + comp, "prompt_len": len(ex["prompt"])})
@@ -347,7 +361,7 @@ def future_lens_curves(loaded: LoadedModel, control: LoadedModel, dev_rows: list
         current, future = [], []
         for start in range(0, len(rows), cfg.batch_size):
             chunk = slice(start, start + cfg.batch_size)
-            ids, mask, offsets = encode(loaded.tokenizer, texts[chunk], torch.device("cpu"))
+            ids, mask, offsets = encode(loaded.tokenizer, texts[chunk], torch.device("cpu"), max_length=loaded.context)
             for i, r in enumerate(rows[chunk]):
                 t = token_index(offsets[i], mask[i], r["offset"])
                 n = int(mask[i].sum())  # right padding: real tokens are 0..n-1
@@ -427,6 +441,9 @@ def check_model_sanity(loaded: LoadedModel, examples: list[dict]) -> None:
     if tok.pad_token_id is None:
         raise SubmissionError("the tokenizer has no eos token (needed to stop generation and to pad)")
     config = loaded.model.config
+    if not any(getattr(config, name, None) for name in ("num_attention_heads", "n_head")):
+        raise SubmissionError(f"models without attention ({config.model_type}) are not supported yet: the "
+                              "amplification beam search and the patching hooks need attention layers")
     specials = [i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None]
     top = max([max(row, default=0) for row in ids] + specials)
     if top >= config.vocab_size:
@@ -479,7 +496,7 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     lap("data")
 
     progress("greedy")
-    greedy = solver(loaded, task.max_new_tokens, 1, cfg.batch_size)
+    greedy = solver(loaded, task.max_words, 1, cfg.batch_size)
     dev_out = task.play(dev, greedy)
     test_out = task.play(test, greedy)
     scored = test[: cfg.max_success]
@@ -487,7 +504,7 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     metrics["success_greedy"], greedy_flags = success_rates(task, scored, test_out[: cfg.max_success])
     lap("greedy")
     progress(f"beam search (W={cfg.beam_width})")
-    beam = solver(loaded, task.max_new_tokens, cfg.beam_width, cfg.batch_size)
+    beam = solver(loaded, task.max_words, cfg.beam_width, cfg.batch_size)
     beam_out = task.play(scored, beam)
     metrics["success_beam"], beam_flags = success_rates(task, scored, beam_out)
     for split in task.extra_success_splits:

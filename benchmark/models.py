@@ -42,6 +42,11 @@ class LoadedModel:
     def n_layers(self) -> int:
         return int(self.model.config.num_hidden_layers)
 
+    @property
+    def context(self) -> int | None:
+        """The most tokens the model reads at once (None: no fixed limit, e.g. Mamba)."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
 
 def word_tokenizer(vocabulary: list[str]):
     """A word-level fast tokenizer over space-separated tokens, with offset mapping.
@@ -61,14 +66,19 @@ def word_tokenizer(vocabulary: list[str]):
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
 
 
-def new_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, seed: int):
-    """A freshly initialised GPT-2 (deterministic for ``seed``) sized for ``tokenizer``."""
+def new_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, seed: int,
+             tie_embeddings: bool = True):
+    """A freshly initialised GPT-2 (deterministic for ``seed``) sized for ``tokenizer``.
+
+    ``tie_embeddings=False`` gives the output layer its own embeddings: a model that must
+    copy a prompt word into place (constrained completion) then scores that very word, where
+    tied embeddings score every word of its topic alike (docs/experiments/constrained_budget.py)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
         vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
         n_head=n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=tie_embeddings,
         # No dropout: the references see each example only a few times in a short budget,
         # and dropout slowed learning there more than it helped generalisation.
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
@@ -106,15 +116,41 @@ def load_model(folder: str | Path, device: torch.device | None = None) -> Loaded
     reinstall(model)  # a bottleneck model (validate's known answer) keeps its attention
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device or pick_device()).eval()
+    device = device or pick_device()
+    if device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
+        # Half precision on CPU gives the same numbers 6-10x slower (fp16): compute in fp32.
+        model = model.float()
+    model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, path=folder)
 
 
-def encode(tokenizer, texts: list[str], device: torch.device, padding_side: str = "right"):
-    """Tokenize a batch with padding; returns (input_ids, attention_mask, offsets)."""
+def adds_bos(tokenizer) -> bool:
+    """Whether texts are encoded with the tokenizer's BOS in front: exactly when the
+    tokenizer itself adds a BOS and nothing else (a Llama-style post-processor), so a model
+    trained with a BOS gets one. The reference tokenizers add none."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    return tokenizer("a", add_special_tokens=True)["input_ids"] == [bos] + plain
+
+
+def tokenize(tokenizer, texts, **kwargs):
+    """``tokenizer(texts, **kwargs)`` with the special tokens the model expects (`adds_bos`):
+    every encoding of task text goes through here, so token positions agree everywhere."""
+    return tokenizer(texts, add_special_tokens=adds_bos(tokenizer), **kwargs)
+
+
+def encode(tokenizer, texts: list[str], device: torch.device, padding_side: str = "right",
+           max_length: int | None = None):
+    """Tokenize a batch with padding; returns (input_ids, attention_mask, offsets).
+
+    ``max_length`` cuts each text's tail to the model's context: a model's own long
+    continuation must not overflow it, and a state at a decision point inside the prompt
+    does not depend on what comes after it."""
     tokenizer.padding_side = padding_side
-    enc = tokenizer(texts, return_tensors="pt", padding=True, return_offsets_mapping=True,
-                    add_special_tokens=False)
+    cut = {"truncation": True, "max_length": max_length} if max_length else {}
+    enc = tokenize(tokenizer, texts, return_tensors="pt", padding=True, return_offsets_mapping=True, **cut)
     return enc["input_ids"].to(device), enc["attention_mask"].to(device), enc["offset_mapping"]
 
 
@@ -128,8 +164,7 @@ def encode_examples(tokenizer, examples: list[dict], add_eos: bool) -> list[dict
     """
     out = []
     for ex in examples:
-        enc = tokenizer(ex["prompt"] + ex["completion"], return_offsets_mapping=True,
-                        add_special_tokens=False)
+        enc = tokenize(tokenizer, ex["prompt"] + ex["completion"], return_offsets_mapping=True)
         ids = enc["input_ids"] + ([tokenizer.eos_token_id] if add_eos else [])
         starts = [s for s, _ in enc["offset_mapping"]]
         n_prompt = sum(1 for s in starts if s < len(ex["prompt"]))
@@ -167,7 +202,7 @@ def hidden_states_at(
     out = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
-        ids, mask, offsets = encode(loaded.tokenizer, chunk, loaded.device)
+        ids, mask, offsets = encode(loaded.tokenizer, chunk, loaded.device, max_length=loaded.context)
         res = loaded.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         layers = torch.stack(res.hidden_states)  # [L+1, B, T, H]
         rows = [token_index(offsets[i], mask[i], char_offsets[start + i]) for i in range(len(chunk))]
@@ -176,26 +211,72 @@ def hidden_states_at(
     return np.concatenate(out, axis=1)
 
 
+# A budget in words becomes a token budget: exact for a word-level tokenizer (the
+# references'), else this many tokens a word (" e2e4" is four byte-level BPE tokens) with a
+# stop once the words are there.
+TOKENS_PER_WORD = 8
+
+
+def one_token_per_word(tokenizer) -> bool:
+    """Whether the tokenizer is word-level, so that N words are exactly N tokens."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and type(backend.model).__name__ == "WordLevel"
+
+
+def within_budget(text: str, max_words: int) -> str:
+    """A continuation cut to its first line and its first ``max_words`` words, written as
+    the task convention has it: a space, then the words separated by single spaces."""
+    body = text.lstrip("\n")
+    words = body.split("\n", 1)[0].split()
+    return " " + " ".join(words[:max_words])
+
+
+class _WordBudget:
+    """A stopping criterion: a row is done once its continuation has more than
+    ``max_words`` words or has ended its line (the cut is made by `within_budget`)."""
+
+    def __init__(self, tokenizer, prompt_length: int, max_words: int):
+        self.tokenizer, self.prompt_length, self.max_words = tokenizer, prompt_length, max_words
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        done = [len(t.split()) > self.max_words or "\n" in t.lstrip("\n") for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def generate_words(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, max_words: int,
+                   num_beams: int = 1) -> list[str]:
+    """Greedy or beam continuations of a left-padded batch, at most ``max_words`` words and
+    one line each (`within_budget`), whatever the tokenizer; stops at EOS."""
+    from transformers import StoppingCriteriaList
+
+    tok = loaded.tokenizer
+    exact = one_token_per_word(tok)
+    budget = {"max_new_tokens": max_words} if exact else {
+        "max_new_tokens": max_words * TOKENS_PER_WORD,
+        "stopping_criteria": StoppingCriteriaList([_WordBudget(tok, ids.shape[1], max_words)])}
+    if loaded.context:  # never past the model's context (the prompts fit: `check_model_sanity`)
+        budget["max_new_tokens"] = max(1, min(budget["max_new_tokens"], loaded.context - ids.shape[1]))
+    gen = loaded.model.generate(
+        input_ids=ids, attention_mask=mask, num_beams=num_beams, do_sample=False,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        early_stopping=num_beams > 1, **budget)
+    return [within_budget(text, max_words)
+            for text in tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)]
+
+
 @torch.no_grad()
 def complete(
-    loaded: LoadedModel, texts: list[str], max_new_tokens: int, num_beams: int = 1,
+    loaded: LoadedModel, texts: list[str], max_words: int, num_beams: int = 1,
     batch_size: int = 64,
 ) -> list[str]:
-    """Continue each text greedily (``num_beams=1``) or with beam search; stop at EOS.
+    """Continue each text greedily (``num_beams=1``) or with beam search: at most
+    ``max_words`` words and one line (`generate_words`).
 
     Returns the continuations as text, each starting with a space (the task convention).
     """
-    tok = loaded.tokenizer
     results = []
     for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        ids, mask, _ = encode(tok, chunk, loaded.device, padding_side="left")
-        gen = loaded.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-            num_beams=num_beams, do_sample=False, pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, early_stopping=True if num_beams > 1 else False,
-        )
-        for row in gen[:, ids.shape[1]:]:
-            text = tok.decode(row, skip_special_tokens=True)
-            results.append(text if text[:1].isspace() else " " + text)
+        ids, mask, _ = encode(loaded.tokenizer, texts[start:start + batch_size], loaded.device, padding_side="left")
+        results.extend(generate_words(loaded, ids, mask, max_words, num_beams))
     return results

@@ -419,6 +419,19 @@ def ranked_table(rows: list[Row], task_order: list[str], stale: set[str]) -> lis
     return out
 
 
+def natural_section(rows: list[Row], natural: list[str], stale: set[str]) -> list[str]:
+    """The natural faces' ranking (plain-text tasks for pretrained models), apart from the
+    word-level faces the references are scored on; nothing when no cell has one."""
+    with_cells = [r for r in rows if any(r.cells.get(t) for t in natural)]
+    if not with_cells:
+        return []
+    return ["## Natural faces: plain text for pretrained models", "",
+            "The same questions in English, few-shot, for models that never saw the word-level "
+            "formats; no reference model is trained or scored on them, so they are ranked apart "
+            "(a face counts toward this index only where the model beats its chance baseline).", "",
+            *ranked_table(with_cells, natural, stale), ""]
+
+
 def task_columns(row: Row, task: str, is_learned: bool) -> list[str]:
     """A row's five columns for one task."""
     cells, ok = row.cells.get(task, []), row.ok(task)
@@ -1009,7 +1022,7 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
     if isinstance(submission_dirs, Path):
         submission_dirs = [submission_dirs]
     from benchmark.results import write_atomic
-    from tasks import task_names
+    from tasks import get_task, task_names
 
     cells = load_all(results_dir)
     out = Path(out)
@@ -1017,7 +1030,11 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
     md_dir = out.parent.resolve()
     plot_dir = md_dir / PLOTS
     rows = build_rows(cells)
-    order = [t for t in task_names() if any(c.task == t for c in cells)]
+    present = [t for t in task_names() if any(c.task == t for c in cells)]
+    # The word-level faces rank everything; the natural faces (pretrained models, few-shot)
+    # are a table of their own, since no reference is scored on them.
+    order = [t for t in present if get_task(t).face == "word"]
+    natural = [t for t in present if t not in order]
     null = next((r for r in rows if r.kind == NULL), None)
     by_task: dict[str, list[Cell]] = defaultdict(list)
     for c in sorted(cells, key=lambda c: c.submission):
@@ -1032,9 +1049,10 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
         *validation_section(Path(results_dir) / VALIDATION_FILE), "",
         "## Headline experiment: does stunting reduce lookahead?", "",
         *headline_section(rows, order, plot_dir, md_dir), "",
+        *natural_section(rows, natural, _stale_names(cells, submission_dirs)),
         "## Per task", "",
     ]
-    for task in order:
+    for task in order + natural:
         lines += task_section(task, by_task[task], plot_dir, md_dir)
     write_atomic(out, "\n".join(lines) + "\n")
     return len(rows)

@@ -110,7 +110,7 @@ def evaluate_job(job: dict, emit: Callable[[tuple], None]) -> list[CellOutcome]:
 def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir: Path,
                         force: bool = False, on_event: EventFn = lambda *a: None) -> list[CellOutcome]:
     """Evaluate a validated submission; each task's cell is cached, errors are contained."""
-    from tasks import get_task
+    from tasks.base import TaskError
 
     wanted = [t for t in task_names if sub.tasks is None or t in sub.tasks]
     outcomes: list[CellOutcome] = []
@@ -122,8 +122,18 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
     digests: dict[Path, str] = {}  # model folder -> hash, checked once per folder
     loaded, loaded_path = None, None
     for task_name in wanted:
-        task = get_task(task_name)
         path = cell_path(results_dir, sub.name, task_name)
+
+        def failed(message: str) -> None:
+            write_cell(path, _error_cell(sub.name, task_name, message, None, cfg, reference))
+            on_event("error", sub.name, task_name, message)
+            outcomes.append(CellOutcome(sub.name, task_name, "error", message))
+
+        try:
+            task = cfg.task(task_name)
+        except (TaskError, OSError) as err:  # a broken real file: this cell fails, in one line
+            failed(one_line(err))
+            continue
         model_path = sub.model_for(task_name)
         try:
             from benchmark.safety import check_model_folder
@@ -132,10 +142,7 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
                 check_model_folder(model_path)
                 digests[model_path] = model_hash(model_path)
         except (SubmissionError, OSError) as err:
-            message = one_line(err if isinstance(err, SubmissionError) else f"cannot read the model folder: {err}")
-            write_cell(path, _error_cell(sub.name, task_name, message, None, cfg, reference))
-            on_event("error", sub.name, task_name, message)
-            outcomes.append(CellOutcome(sub.name, task_name, "error", message))
+            failed(one_line(err if isinstance(err, SubmissionError) else f"cannot read the model folder: {err}"))
             continue
         key = cell_key(digests[model_path], task.version, cfg.to_dict())
         if not force and is_fresh(path, key):

@@ -68,4 +68,35 @@ def load_checked(folder: Path):
     if not getattr(tokenizer, "is_fast", False):
         raise SubmissionError("the tokenizer is not a fast tokenizer, so it has no offset "
                               "mapping; save a tokenizer.json (PreTrainedTokenizerFast)")
-    return model, tokenizer
+    return model, as_saved(tokenizer, folder / "tokenizer.json")
+
+
+# Texts on which a reloaded tokenizer must give the ids of the saved tokenizer.json: task
+# formats, punctuation, digits, runs of spaces, a line break and non-ASCII letters.
+ROUND_TRIP_TEXTS = (
+    "couplet : the quiet river ran / and", " e2e4 g7g8q mate 1 white : . . . k",
+    "Hello, World! It's 12:30 -- two  spaces\nand a new line.", "naïve café, über straße",
+)
+
+
+def as_saved(tokenizer, tokenizer_json: Path):
+    """The tokenizer as its ``tokenizer.json`` encodes. AutoTokenizer may rebuild a saved
+    tokenizer through the model type's own class (a Qwen2 folder reloads as Qwen2Tokenizer,
+    whose pre-tokenizer changed the ids of 180 of 300 task texts); when its ids differ from
+    the file's on `ROUND_TRIP_TEXTS`, the file itself is wrapped instead, with the same
+    special tokens."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    if not tokenizer_json.is_file():
+        return tokenizer
+    try:
+        saved = Tokenizer.from_file(str(tokenizer_json))
+    except Exception as err:
+        raise SubmissionError(f"cannot read {tokenizer_json.name}: {error_line(err)}") from None
+    if all(tokenizer(t, add_special_tokens=False)["input_ids"] == saved.encode(t, add_special_tokens=False).ids
+           for t in ROUND_TRIP_TEXTS):
+        return tokenizer
+    specials = {name: getattr(tokenizer, name) for name in ("bos_token", "eos_token", "unk_token", "pad_token")
+                if getattr(tokenizer, name, None) is not None}
+    return PreTrainedTokenizerFast(tokenizer_object=saved, **specials)

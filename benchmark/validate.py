@@ -353,7 +353,7 @@ def measure_bottleneck(model_dir, task, cfg) -> tuple[dict, dict, dict | None, d
 
     loaded = load_model(model_dir)
     _, test = eval_splits(task, cfg)
-    completions = greedy(loaded, [ex["prompt"] for ex in test], task.max_new_tokens, batch_size=cfg.batch_size)
+    completions = greedy(loaded, [ex["prompt"] for ex in test], task.max_words, batch_size=cfg.batch_size)
     target = task.target_names[0]
     planned = [task.target_from_completion(ex, c, target) == next(d["target"] for d in ex["decisions"] if d["name"] == target)
                for ex, c in zip(test, completions)]

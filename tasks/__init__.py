@@ -13,6 +13,8 @@ REGISTRY: dict[str, str] = {
     "rhymes": "tasks.rhymes:RhymesTask",
     "chess-mate": "tasks.chess:ChessMateTask",
     "constrained": "tasks.constrained:ConstrainedTask",
+    "rhymes-natural": "tasks.rhymes_natural:NaturalRhymesTask",
+    "constrained-natural": "tasks.constrained_natural:NaturalConstrainedTask",
 }
 
 

@@ -103,8 +103,14 @@ def make_example(
 ) -> dict:
     """Build an example dict, checking the offsets and the text convention."""
     text = prompt + completion
-    if not completion.startswith(" ") or prompt.endswith(" "):
-        raise ValueError(f"{id}: completion must start with one space, prompt must not end with one")
+    # The word-level convention: the completion starts with one space. Natural text after a
+    # line break has none: a prompt that ends with "\n" takes a completion that starts with
+    # its first character.
+    spaced = completion.startswith(" ") and not prompt.endswith((" ", "\n"))
+    after_break = prompt.endswith("\n") and completion[:1].strip() != ""
+    if not (spaced or after_break):
+        raise ValueError(f"{id}: completion must start with one space (or, after a prompt that ends "
+                         "with a line break, with no space); the prompt must not end with a space")
     for d in decisions:
         if not 0 < d["offset"] <= len(text):
             raise ValueError(f"{id}: decision offset {d['offset']} outside the text")
@@ -137,12 +143,16 @@ class Task(ABC):
     name: str = ""
     version: str = "1"
     description: str = ""
+    # "word": the word-level face the reference models train on; "natural": plain text for
+    # pretrained models (few-shot), which no reference trains on or is scored on.
+    face: str = "word"
     # Names of the decision targets this task produces (e.g. ("rhyme_word",)).
     target_names: tuple[str, ...] = ()
-    # Generation budget for one model turn, in tokens of a word-level tokenizer.
-    max_new_tokens: int = 16
+    # Generation budget for one model turn, in words (a move is three: from, to, promotion);
+    # `benchmark.models.generate_words` turns it into tokens of any tokenizer.
+    max_words: int = 16
     # Default sizes: (train, eval) examples, for the full and the quick run.
-    sizes: dict[str, tuple[int, int]] = {"full": (20000, 600), "quick": (2000, 100)}
+    sizes: dict[str, tuple[int, int]] = {"full": (20000, 600), "quick": (2000, 100), "long": (20000, 600)}
     # The dev split trains the probes and picks λ; it has this many times the test split's
     # examples. With ~4 rows per class (600 rows, 150 rhyme words) a probe is starved:
     # measured on rhymes, own-target probe accuracy 0.67 with 500 train rows, 0.80 with 2,000.
@@ -204,6 +214,13 @@ class Task(ABC):
         """
         return complete([ex["prompt"] for ex in examples])
 
+    def first_step(self, completion: str) -> str | None:
+        """The first unit a completion commits to, as one string (None if it has none): its
+        first word by default. The causal check holds it fixed and the next-step probe
+        control reads it. Chess overrides it: its unit is a move of two or three words."""
+        parts = completion.split()
+        return parts[0] if parts else None
+
     def control_offset(self, example: dict, decision: dict) -> int:
         """A character offset before ``decision`` whose token holds nothing the plan depends
         on: the causal check patches there too, as its control. Default: the end of the
@@ -227,7 +244,8 @@ class Task(ABC):
         for d in example["decisions"]:
             start = d["offset"]
             for match in re.finditer(r"\S+", text[start:]):
-                if match.group() != d["target"]:
+                # Natural text writes "River." where the target is "river".
+                if match.group() != d["target"] and words(match.group()) != [d["target"]]:
                     continue
                 word_start, word_end = start + match.start(), start + match.end()
                 before = text[start:word_start].strip()
@@ -248,6 +266,11 @@ class Task(ABC):
                 report.add(self.group(ex), self.check(ex, ex["completion"]),
                            f"{ex['id']}: reference completion fails the verifier")
         return report
+
+    def with_real_file(self, path: Path) -> "Task":
+        """This task with the items of ``path`` as its "real" split (a file in the format
+        `check_file` reads). Most tasks read no files."""
+        raise TaskError(f"task {self.name} does not read files")
 
     def check_file(self, path: Path) -> CheckReport:
         """Verify every item of a data file in a format this task reads (chess: Lichess

@@ -142,10 +142,14 @@ class ToyTask:
     carries the answer) or at ``/`` (which the model does not need: later tokens read the
     key itself)."""
 
-    max_new_tokens = 5
+    max_words = 5
 
     def __init__(self, at: str):
         self.at = at
+
+    @staticmethod
+    def first_step(completion: str) -> str | None:
+        return next(iter(completion.split()), None)
 
     @staticmethod
     def vocabulary() -> list[str]:
@@ -188,7 +192,7 @@ def toy_model() -> LoadedModel:
         opt.step()
     loaded = LoadedModel(model=model.eval(), tokenizer=tok, path=None)
     exs = _toy_examples("key", 60, seed=99)
-    comps = complete(loaded, [e["prompt"] for e in exs], ToyTask.max_new_tokens)
+    comps = complete(loaded, [e["prompt"] for e in exs], ToyTask.max_words)
     solved = sum(task.target_from_completion(e, c, "answer") == e["decisions"][0]["target"]
                  for e, c in zip(exs, comps))
     assert solved >= 57, f"toy model did not learn the task ({solved}/60)"

@@ -35,6 +35,17 @@ def test_variant_choices_are_the_variant_list():
     assert isinstance(option.type, click.Choice) and tuple(option.type.choices) == VARIANTS
 
 
+def test_profile_options_choose_one_profile(monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "_run", lambda profile, *args, **kwargs: seen.append(profile))
+    for args, profile in ((["run"], "full"), (["run", "--quick"], "quick"), (["run", "--profile", "long"], "long"),
+                          (["run", "--quick", "--profile", "quick"], "quick")):
+        assert invoke(*args).exit_code == 0 and seen.pop() == profile
+    clash = invoke("run", "--quick", "--profile", "long")
+    assert clash.exit_code == 2 and "--quick and --profile long disagree" in clash.output and not seen
+    assert invoke("run", "--profile", "huge").exit_code == 2
+
+
 # ---------------------------------------------------------------- tasks check --lichess
 
 

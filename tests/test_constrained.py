@@ -109,7 +109,7 @@ def test_reference_completions_pass(seed, family):
     assert TASK.check(ex, ex["completion"])
     assert set((ex["prompt"] + ex["completion"]).split()) <= VOCAB
     ws = ex["completion"].split()
-    assert len(ws) <= MAX_WORDS <= TASK.max_new_tokens - 2
+    assert len(ws) <= MAX_WORDS <= TASK.max_words - 2
     for d in ex["decisions"]:
         assert d["offset"] == len(ex["prompt"])
         assert TASK.target_from_completion(ex, ex["completion"], d["name"]) == d["target"]

@@ -48,7 +48,123 @@ def test_hidden_states_do_not_depend_on_batch_size(tiny_model_dir):
 def test_complete_is_batch_independent_and_starts_with_a_space(tiny_model_dir):
     loaded = load_model(tiny_model_dir, torch.device("cpu"))
     prompts = [e["prompt"] for e in get_task("rhymes").generate("test", 6, 0)]
-    a = complete(loaded, prompts, max_new_tokens=4, batch_size=1)
-    b = complete(loaded, prompts, max_new_tokens=4, batch_size=6)
+    a = complete(loaded, prompts, max_words=4, batch_size=1)
+    b = complete(loaded, prompts, max_words=4, batch_size=6)
     assert a == b
     assert all(c.startswith(" ") and len(c.split()) <= 4 for c in a)
+
+
+# ---------------------------------------------------------------- any tokenizer, any dtype
+
+
+def _bpe_tokenizer(texts: list[str], **specials):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=["<|endoftext|>", "<s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return core, PreTrainedTokenizerFast(tokenizer_object=core, **specials)
+
+
+def _task_texts() -> list[str]:
+    """Task text, a chess line and English prose (digits, punctuation, runs of spaces)."""
+    generated = [e["prompt"] + e["completion"] for name in ("rhymes", "constrained")
+                 for e in get_task(name).generate("test", 30, 0)]
+    return generated + ["mate 2 black : . . k . e2e4 g7g8q h1h8", "Roses, at 12:30 -- red  and\nblue!"] * 5
+
+
+def test_a_qwen2_folder_keeps_the_ids_of_its_saved_tokenizer(tmp_path):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    texts = _task_texts()
+    _, tok = _bpe_tokenizer(texts, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1)
+    Qwen2ForCausalLM(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    saved = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    want = [saved.encode(t, add_special_tokens=False).ids for t in texts]
+    auto = AutoTokenizer.from_pretrained(tmp_path)  # what transformers alone would give
+    assert sum(auto(t, add_special_tokens=False)["input_ids"] != w for t, w in zip(texts, want)) > 0
+    loaded = load_model(tmp_path, torch.device("cpu"))
+    assert [loaded.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts] == want
+    assert loaded.tokenizer.eos_token == "<|endoftext|>"
+
+
+def test_a_tokenizer_that_adds_a_bos_gets_it_and_positions_follow(tmp_path):
+    from tokenizers.processors import TemplateProcessing
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from benchmark.models import adds_bos, encode_examples
+
+    texts = _task_texts()
+    core, _ = _bpe_tokenizer(texts)
+    core.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", core.token_to_id("<s>"))])
+    from transformers import PreTrainedTokenizerFast
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="<|endoftext|>",
+                                  pad_token="<|endoftext|>")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path, torch.device("cpu"))
+    assert adds_bos(loaded.tokenizer)
+    example = get_task("rhymes").generate("test", 1, 0)[0]
+    text, offset = example["prompt"], example["decisions"][0]["offset"]
+    ids, mask, offsets = encode(loaded.tokenizer, [text], torch.device("cpu"))
+    assert int(ids[0, 0]) == loaded.tokenizer.bos_token_id
+    decision = token_index(offsets[0], mask[0], offset)
+    assert text[int(offsets[0][decision][0]):int(offsets[0][decision][1])].strip() == "/"
+    encoded = encode_examples(loaded.tokenizer, [example], add_eos=True)[0]
+    assert encoded["ids"][0] == loaded.tokenizer.bos_token_id and encoded["decisions"][0] == decision
+
+
+def test_the_reference_tokenizer_adds_no_bos(rhymes_tokenizer):
+    from benchmark.models import adds_bos
+
+    assert not adds_bos(rhymes_tokenizer)
+
+
+def test_half_precision_weights_run_in_fp32_on_cpu(tmp_path, tiny_model_dir):
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model_dir / name, tmp_path / name)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).half()
+    model.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path, torch.device("cpu"))
+    full = load_model(tiny_model_dir, torch.device("cpu"))
+    assert loaded.model.dtype == torch.float32
+    prompts = [e["prompt"] for e in get_task("rhymes").generate("test", 4, 0)]
+    assert complete(loaded, prompts, 3) == complete(full, prompts, 3)  # fp16-rounded weights, same greedy words
+
+
+def test_a_budget_in_words_is_cut_at_the_line_end():
+    from benchmark.models import within_budget
+
+    assert within_budget(" a b\nc d", 5) == " a b"
+    assert within_budget("\n a  b c", 2) == " a b"
+    assert within_budget("", 3) == " "
+
+
+def test_a_budget_is_counted_in_words_under_a_subword_tokenizer(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    texts = _task_texts()
+    _, tok = _bpe_tokenizer(texts, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=2, n_head=2)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path, torch.device("cpu"))
+    prompts = texts[:8]
+    out = complete(loaded, prompts, max_words=3)
+    assert all(c.startswith(" ") and len(c.split()) <= 3 and "\n" not in c for c in out)
+    tokens = [len(loaded.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in out]
+    assert max(tokens) > 3  # a word budget: more tokens than words were generated
+    assert complete(loaded, prompts, max_words=3, batch_size=3) == out

@@ -166,3 +166,15 @@ def test_the_committed_leaderboard_rebuilds_from_the_committed_results(tmp_path)
     out = tmp_path / "leaderboard.md"
     write_leaderboard(root / "results", out, tmp_path / "no-model-folders", profile="full")
     assert out.read_text() == (root / "leaderboard.md").read_text()
+
+
+def test_natural_faces_are_ranked_apart(results, tmp_path):
+    # A pretrained-style model with a natural-face cell beside its word-level one.
+    store(results, cell_dict("pretrained", "rhymes-natural", metrics(60, 0.2, baseline_k=5)))
+    out = tmp_path / "board.md"
+    write_leaderboard(results, out, tmp_path / "none")
+    text = out.read_text()
+    ranking, natural = text.split("## Ranking")[1].split("## Natural faces")[:2]
+    assert "rhymes-natural" not in ranking and "rhymes-natural: success@greedy" in natural
+    table = natural.split("## Per task")[0]
+    assert "| pretrained |" in table and "ref\\-unstunted" not in table and "ref\\-unstunted" in ranking

@@ -252,7 +252,7 @@ def test_cli_one_bad_one_good(tmp_path, tiny_model_dir, monkeypatch):
     import benchmark.evaluate
 
     # `--quick` means EvalConfig(size="quick"): hundreds of examples. Shrink it for the test.
-    monkeypatch.setattr(benchmark.evaluate, "EvalConfig", lambda size: TINY_EVAL)
+    monkeypatch.setattr(benchmark.evaluate, "EvalConfig", lambda size, real_files=(): TINY_EVAL)
     # Rich wraps at the console's width (80 when not a terminal); measure our own line.
     monkeypatch.setattr(cli.console, "width", 1000)
     subs, results = tmp_path / "submissions", tmp_path / "results"
