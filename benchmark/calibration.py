@@ -40,6 +40,14 @@ shift 0 myopic reaches only 1.27-1.36 (own-position floor 1.51, vanilla 0.04-0.1
 sin(freq x_j) at j (R^2 0.55-0.65, mostly after layer 2's attention) but hardly learns to
 read it from earlier positions, since keys and values of j < t learn only from the diagonal.
 The paper's own shift-0 figures (myopic 0.10, vanilla ~0.01) are ~10x apart too.
+Session 7 tried to close the shift-0 gap (seed 0, quick setting, one change at a time,
+myopic shift-0 loss; vanilla 0.07-0.15, own-position floor 1.51): as is 1.16; 6,000 steps
+1.14; 3 layers 1.14; 1 head 1.50; width 64 1.67; lr 2e-3 1.47; attention limited to the
+window (so no key has to learn where the window is) 1.04, shift 1 still 1.95 against
+vanilla 0.23; a 2-layer MLP read-in (a feature of x_j computable before any attention, as a
+token embedding is) 1.42. The gap is not the budget or where to look: myopic descent gives
+position j no reason to compute sin(freq x_j) below the layer whose attention reads it, only
+the diagonal's share. The 2x criterion looks stricter than myopic descent allows.
 
 Entry point: ``run_calibration(shift, variant, seed, beta=0.0, quick=False) -> dict``.
 """
