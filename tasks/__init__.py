@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "constrained": "tasks.constrained:ConstrainedTask",
     "rhymes-natural": "tasks.rhymes_natural:NaturalRhymesTask",
     "constrained-natural": "tasks.constrained_natural:NaturalConstrainedTask",
+    "chess-mate-natural": "tasks.chess.natural:NaturalChessMateTask",
 }
 
 

@@ -11,6 +11,7 @@ import torch
 from benchmark.runner import evaluate_folder
 from benchmark.submissions import write_submission_toml
 from tasks import get_task
+from tests.tiny_models import train_bpe
 from tests.test_submissions import TINY_EVAL
 
 CFG = dataclasses.replace(TINY_EVAL, causal_pairs=8)
@@ -19,15 +20,8 @@ CFG = dataclasses.replace(TINY_EVAL, causal_pairs=8)
 @pytest.fixture(scope="module")
 def bpe():
     """A byte-level BPE tokenizer trained on task text (rhyme words span several tokens)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     texts = [e["prompt"] + e["completion"] for n in ("rhymes", "constrained") for e in get_task(n).generate("dev", 200, 0)]
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>", "<s>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return core
+    return train_bpe(texts)
 
 
 def _tokenizer(core, **specials):

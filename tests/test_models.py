@@ -5,6 +5,7 @@ import torch
 
 from benchmark.models import complete, encode, hidden_states_at, load_model, token_index
 from tasks import get_task
+from tests.tiny_models import train_bpe
 
 
 def test_word_tokenizer_encodes_task_text_exactly(rhymes_tokenizer):
@@ -58,14 +59,9 @@ def test_complete_is_batch_independent_and_starts_with_a_space(tiny_model_dir):
 
 
 def _bpe_tokenizer(texts: list[str], **specials):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=1000, special_tokens=["<|endoftext|>", "<s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    core = train_bpe(texts, vocab_size=1000)
     return core, PreTrainedTokenizerFast(tokenizer_object=core, **specials)
 
 

@@ -34,7 +34,8 @@ def test_workspaces_keep_every_profile_but_full_apart():
 
 
 def test_unknown_tasks_are_named():
-    assert pipeline.task_list(()) == ["rhymes", "chess-mate", "constrained", "rhymes-natural", "constrained-natural"]
+    assert pipeline.task_list(()) == ["rhymes", "chess-mate", "constrained", "rhymes-natural", "constrained-natural",
+                                       "chess-mate-natural"]
     with pytest.raises(ValueError, match="poetry"):
         pipeline.task_list(("rhymes", "poetry"))
 

@@ -95,25 +95,13 @@ def test_chance_is_low_and_references_do_not_train_on_the_face(test_items):
 def test_a_bpe_gpt2_gets_a_whole_cell(tmp_path):
     """A pretrained-style submission (byte-level BPE, rhyme words over several tokens) is
     evaluated on the face end to end: decision points map through offsets, budgets are words."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
     from benchmark.models import load_model
     from benchmark.runner import _run_cell
     from tests.test_submissions import TINY_EVAL
+    from tests.tiny_models import bpe_gpt2_folder
 
-    texts = [e["prompt"] + e["completion"] for e in TASK.generate("dev", 200, 0)]
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok = bpe_gpt2_folder(tmp_path, [e["prompt"] + e["completion"] for e in TASK.generate("dev", 200, 0)])
     assert max(len(tok(" " + w)["input_ids"]) for w in ("kangaroo", "umbrella", "sun")) > 1
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=2,
-                               bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
     mine = tmp_path / "mine.jsonl"  # a real couplets file of the user's, scored as the real split
     mine.write_text("\n".join(REAL_COUPLETS.read_text().splitlines()[:5]) + "\n")
     cfg = dataclasses.replace(TINY_EVAL, causal_pairs=8, max_success=8, real_files=(("rhymes-natural", str(mine), "h"),))

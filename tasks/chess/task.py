@@ -211,7 +211,7 @@ class ChessMateTask(Task):
         try:
             meta = self.meta(example)
             board, n = chess.Board(meta["fen"]), int(meta["n"])
-            moves = split_moves(completion.split())
+            moves = self.moves_of(board, completion)
             solver = MateSolver()
             for i, _, mated in _walk(board, n, moves, solver):
                 if mated:
@@ -227,7 +227,7 @@ class ChessMateTask(Task):
             meta = self.meta(example)
             board, n = chess.Board(meta["fen"]), int(meta["n"])
             last = None
-            for _, move, mated in _walk(board, n, split_moves(completion.split()), None):
+            for _, move, mated in _walk(board, n, self.moves_of(board, completion), None):
                 if move is not None:
                     last = move
                 if mated:
@@ -271,41 +271,59 @@ class ChessMateTask(Task):
                 spans.append((start + words[first].start(), start + words[last].end()))
         return spans
 
+    # -- how moves are written (the natural face, tasks/chess/natural.py, overrides these) --
+    def moves_of(self, board: chess.Board, completion: str) -> list[str | None]:
+        """A transcript's moves from ``board``, as UCI strings (`split_moves`)."""
+        return split_moves(completion.split())
+
+    def answer_move(self, board: chess.Board, answer: str) -> str | None:
+        """The move (UCI) a model's answer plays on ``board``, None if it starts with none."""
+        return first_move_text(answer)
+
+    def shown_mistake(self, answer: str, uci: str | None) -> str:
+        """What a transcript shows of an answer that is no legal move."""
+        return encode_move(uci) if parse_move(uci) is not None else " ".join(answer.split()[:MOVE_TOKENS])
+
+    def transcript(self, start: chess.Board, moves: list[str], attacker_next: bool) -> str:
+        """The text of ``moves`` (UCI) played from ``start``, as it follows the prompt;
+        ``attacker_next``: the attacker is to move next (a turn's prompt)."""
+        return "".join(" " + encode_move(m) for m in moves)
+
     def play(self, examples: list[dict], complete: CompleteFn) -> list[str]:
         """The model plays the attacker: one batched ``complete`` call per turn, the first
-        move of each answer (its first two tokens, three for a promotion) is its move; the
-        harness answers with the most stubborn reply. Stops at mate, after N attacker moves,
-        or at an illegal or unparsable move."""
+        move of each answer (`answer_move`) is its move; the harness answers with the most
+        stubborn reply. Stops at mate, after N attacker moves, or at an illegal or
+        unparsable move (kept at the end of the transcript, so the log shows the mistake)."""
         states = []
         for example in examples:
             meta = self.meta(example)
-            states.append({"board": chess.Board(meta["fen"]), "n": int(meta["n"]), "moves": [],
-                           "done": False, "prompt": example["prompt"], "solver": MateSolver()})
+            states.append({"start": chess.Board(meta["fen"]), "board": chess.Board(meta["fen"]),
+                           "n": int(meta["n"]), "moves": [], "mistake": "", "done": False,
+                           "prompt": example["prompt"], "solver": MateSolver()})
         while True:
             active = [s for s in states if not s["done"]]
             if not active:
                 break
-            texts = [s["prompt"] + "".join(" " + m for m in s["moves"]) for s in active]
+            texts = [s["prompt"] + self.transcript(s["start"], s["moves"], True) for s in active]
             answers = list(complete(texts))
             answers += [""] * (len(active) - len(answers))  # a missing answer is no move
             for state, answer in zip(active, answers):
-                tokens = answer.split() if isinstance(answer, str) else []
-                uci = first_move_text(answer) if tokens else None
-                move = parse_move(uci)
+                answer = answer if isinstance(answer, str) else ""
                 board = state["board"]
+                uci = self.answer_move(board, answer) if answer.split() else None
+                move = parse_move(uci)
                 if move is None or not board.is_legal(move):
-                    if tokens:  # kept so the log shows the mistake
-                        state["moves"].append(encode_move(uci) if move is not None else " ".join(tokens[:MOVE_TOKENS]))
+                    if answer.split():
+                        state["mistake"] = " " + self.shown_mistake(answer, uci)
                     state["done"] = True
                     continue
                 board.push(move)
-                state["moves"].append(encode_move(move.uci()))
+                state["moves"].append(move.uci())
                 made = (len(state["moves"]) + 1) // 2
                 if board.is_checkmate() or made >= state["n"] or board.is_game_over(claim_draw=False):
                     state["done"] = True
                     continue
                 reply = state["solver"].stubborn_reply(board, state["n"] - made)
                 board.push(reply)
-                state["moves"].append(encode_move(reply.uci()))
-        return ["".join(" " + m for m in s["moves"]) for s in states]
-
+                state["moves"].append(reply.uci())
+        return [self.transcript(s["start"], s["moves"], False) + s["mistake"] for s in states]
