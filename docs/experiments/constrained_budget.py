@@ -22,8 +22,12 @@ second session, so they are high by up to a half.
 | 2 | 100,000 | 10,000 | 4x128, 4, tied | 0 | 1063 | 34% | 59 | 40 | 57 | 0 | 15 |
 | 2 | 100,000 | 10,000 | 4x128, 4, untied | 0 | 882 | 52% | 97 | 72 | 64 | 4 | 21 |
 | 2 | 100,000 | 10,000 | 4x128, 8, untied | 0 | 1090 | 58% | 97 | 63 | 64 | 0 | 65 |
-SEEDROWS
-(family figures: of 100 test prompts each). Session 2 re-ran session 1's 100k x 10k
+| 3 | 100,000 | 10,000 | 4x128, 8, untied | 1 | 539 | 54% | 97 | 71 | 52 | 0 | 49 |
+| 3 | 100,000 | 10,000 | 4x128, 8, untied | 2 | 538 | 43% | 61 | 61 | 47 | 0 | 46 |
+(family figures: of 100 test prompts each; session 3's two seeds ran side by side, one
+core each, on an otherwise idle machine). The long profile's recipe (the last three rows)
+gives 58 / 54 / 43% over seeds 0-2: at least 40% on every seed, but at least 70% in
+three families on none (end-word 97 / 97 / 61, acrostic 63 / 71 / 61). Session 2 re-ran session 1's 100k x 10k
 recipe with the same code and got 34%, not 46%; the cause was not found, so a difference
 of 10-20 points in one family between two runs is within what one run can show.
 
