@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchmark.evaluate import EvalConfig
 from benchmark.results import cell_path, read_cell

@@ -1,6 +1,5 @@
 """The rhymes task: generation, splits, the verifier and its robustness."""
 
-import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,8 +74,8 @@ def test_the_slot_is_read_in_the_ending_words_own_class():
     patched with a donor's plan (class and slot) has followed the donor's slot."""
     ex = TASK.generate("test", 1, 0)[0]
     other = next(c for c in range(len(rhyme_classes())) if TASK.meta(ex)["b"] not in b_words(c))
-    for slot, word in enumerate(b_words(other)):
-        assert TASK.target_from_completion(ex, f" and then we saw {word}", "rhyme_slot") == str(slot)
+    for index, word in enumerate(b_words(other)):
+        assert TASK.target_from_completion(ex, f" and then we saw {word}", "rhyme_slot") == str(index)
 
 
 @settings(max_examples=200, deadline=None)

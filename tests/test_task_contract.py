@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from tasks import get_task, task_names
 from tasks.base import CheckReport, Task, TaskError
-from tasks.rhymes import RhymesTask
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 
