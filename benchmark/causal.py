@@ -375,7 +375,8 @@ def follow_rate(
     unique = sorted(set(prompt_of.values()))
     plain = dict(zip(unique, greedy(loaded, unique, task.max_words, batch_size=batch_size)))
     own = {i: t for i, t in zip(used, targets([plain[prompt_of[i]] for i in used], used))}
-    first = {i: task.first_step(plain[prompt_of[i]]) for i in used}
+    example_of = {i: examples[items[i]["example"]] for i in used}
+    first = {i: task.first_step(plain[prompt_of[i]], example_of[i]) for i in used}
     reference = {i: items[i]["target"] for i in used}
 
     recipients = [r for r, _ in pairs]
@@ -392,7 +393,8 @@ def follow_rate(
                            token_positions=[items[r][where] for r in recipients],
                            vectors=donor_states[li], batch_size=batch_size)
             result["per_layer"][li][where] = _score(pairs, own, first, targets(comps, recipients),
-                                                    [task.first_step(c) for c in comps], reference)
+                                                    [task.first_step(c, example_of[r]) for c, r in zip(comps, recipients)],
+                                                    reference)
     result["own_plan_defined"] = _rate(sum(own[i] is not None for i in used), len(used))
     return result
 

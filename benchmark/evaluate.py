@@ -230,7 +230,7 @@ def decision_rows(task, examples: list[dict], completions: list[str]) -> list[di
             rows.append({"text": ex["prompt"] + ex["completion"], "offset": d["offset"],
                          "name": d["name"], "reference": d["target"],
                          "own": task.target_from_completion(ex, comp, d["name"]) or "<none>",
-                         "own_next": task.first_step(comp) or "<none>",
+                         "own_next": task.first_step(comp, ex) or "<none>",
                          "group": task.group(ex),
                          "prompt_text": (ex["prompt"] + ex["completion"])[: d["offset"]],
                          "own_text": ex["prompt"] + comp, "prompt_len": len(ex["prompt"])})

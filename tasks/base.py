@@ -214,10 +214,11 @@ class Task(ABC):
         """
         return complete([ex["prompt"] for ex in examples])
 
-    def first_step(self, completion: str) -> str | None:
-        """The first unit a completion commits to, as one string (None if it has none): its
-        first word by default. The causal check holds it fixed and the next-step probe
-        control reads it. Chess overrides it: its unit is a move of two or three words."""
+    def first_step(self, completion: str, example: dict | None = None) -> str | None:
+        """The first unit a completion of ``example`` commits to, as one string (None if it
+        has none): its first word by default. The causal check holds it fixed and compares
+        it with the plan, and the next-step probe control reads it, so it is written as the
+        targets are. Chess overrides it: its unit is a move, in UCI."""
         parts = completion.split()
         return parts[0] if parts else None
 

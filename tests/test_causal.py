@@ -148,7 +148,7 @@ class ToyTask:
         self.at = at
 
     @staticmethod
-    def first_step(completion: str) -> str | None:
+    def first_step(completion: str, example: dict | None = None) -> str | None:
         return next(iter(completion.split()), None)
 
     @staticmethod

@@ -193,10 +193,15 @@ class NaturalChessMateTask(ChessMateTask):
             parts.append(f"{board.fullmove_number}.")
         return "".join(" " + p for p in parts)
 
-    def first_step(self, completion: str) -> str | None:
-        """A completion's first move as written (SAN without check marks)."""
+    def first_step(self, completion: str, example: dict | None = None) -> str | None:
+        """A completion's first move in UCI, as the targets are written (the causal check
+        compares the two); without the example (no board to read SAN on), as written."""
         words = move_words(completion)
-        return words[0].rstrip("+#") if words else None
+        if not words:
+            return None
+        if example is None:
+            return words[0].rstrip("+#")
+        return self.answer_move(chess.Board(self.meta(example)["fen"]), completion)
 
     def plan_spans(self, example: dict) -> list[tuple[int, int]]:
         """The moves before the mating move (from the decision point to it), or the mating

@@ -242,7 +242,7 @@ class ChessMateTask(Task):
             return chess.square_name(last.to_square)
         raise KeyError(f"unknown target {name!r}; known: {self.target_names}")
 
-    def first_step(self, completion: str) -> str | None:
+    def first_step(self, completion: str, example: dict | None = None) -> str | None:
         """A completion's first move (UCI, its tokens joined): the unit the causal check
         holds fixed and the next-step probe control reads (a move is two or three tokens)."""
         return first_move_text(completion)
