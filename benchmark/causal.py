@@ -277,7 +277,7 @@ def _pairs(items: list[dict], n_pairs: int, seed: int) -> list[tuple[int, int]]:
     return chosen
 
 
-def _score(pairs, own, first, patched_targets, patched_first, reference) -> dict:
+def _score(pairs, own, first, patched_targets, patched_first, reference, in_first_step=None) -> dict:
     """Rates for one (layer, position): see `follow_rate`.
 
     A follow counts only when the recipient's first emitted word (the task's first step,
@@ -285,10 +285,15 @@ def _score(pairs, own, first, patched_targets, patched_first, reference) -> dict
     unpatched: a patch at the last layer sets the next token directly, and a completion that
     merely cascades from a changed first word (a random model repeating it) is not a plan
     read from the patched state. For the same reason a pair is informative only when the
-    plans are not the completions' first words (a mate in 1 has nothing beyond its next move).
+    plans are not decided by the completions' first steps (``in_first_step(plan, step)``,
+    default equality; a mate in 1 has nothing beyond its next move, and a mating square is
+    decided by the move that lands on it).
     """
+    def beyond(plan, step) -> bool:
+        return not (in_first_step or (lambda p, s: p == s))(plan, step)
+
     informative = [(i, r, d) for i, (r, d) in enumerate(pairs)
-                   if own[d] is not None and own[d] != own[r] and own[r] != first[r] and own[d] != first[d]]
+                   if own[d] is not None and own[d] != own[r] and beyond(own[r], first[r]) and beyond(own[d], first[d])]
     steady = [patched_first[i] == first[r] for i, (r, _) in enumerate(pairs)]
     k_follow = sum(steady[i] and patched_targets[i] == own[d] for i, r, d in informative)
     k_keep = sum(patched_targets[i] == own[r] for i, r, d in informative)
@@ -394,7 +399,7 @@ def follow_rate(
                            vectors=donor_states[li], batch_size=batch_size)
             result["per_layer"][li][where] = _score(pairs, own, first, targets(comps, recipients),
                                                     [task.first_step(c, example_of[r]) for c, r in zip(comps, recipients)],
-                                                    reference)
+                                                    reference, task.in_first_step)
     result["own_plan_defined"] = _rate(sum(own[i] is not None for i in used), len(used))
     return result
 

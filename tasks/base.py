@@ -222,6 +222,12 @@ class Task(ABC):
         parts = completion.split()
         return parts[0] if parts else None
 
+    def in_first_step(self, plan: str | None, step: str | None) -> bool:
+        """Whether a completion's first step (`first_step`) already decides ``plan``, a
+        target read from it: the causal check then has nothing beyond that step to follow.
+        Default: the plan is the step itself."""
+        return plan == step
+
     def control_offset(self, example: dict, decision: dict) -> int:
         """A character offset before ``decision`` whose token holds nothing the plan depends
         on: the causal check patches there too, as its control. Default: the end of the

@@ -152,6 +152,10 @@ class ToyTask:
         return next(iter(completion.split()), None)
 
     @staticmethod
+    def in_first_step(plan: str | None, step: str | None) -> bool:
+        return plan == step
+
+    @staticmethod
     def vocabulary() -> list[str]:
         return ["c", "/", "and", *KEYS, *FILLERS, *(f"o{i}" for i in range(4)),
                 *(f"t{i}" for i in range(8))]
@@ -284,3 +288,21 @@ def test_follow_rate_runs_on_the_rhymes_task(tiny_model_dir):
         c = row["control"]
         assert c["follow_all"]["k"] == c["base"]["k"]
     json.dumps(res)
+
+
+def test_a_plan_decided_by_the_first_step_is_not_informative():
+    """Chess: a one-move completion's mating square is its first move's destination; holding
+    that move fixed, no patch can change it, so such pairs must not count (they would read a
+    follow rate of 0 by construction)."""
+    from benchmark.causal import _score
+    from tasks import get_task
+
+    chess_task = get_task("chess-mate")
+    pairs = [(0, 1), (1, 0)]
+    own, first = {0: "e4", 1: "f7"}, {0: "e2e4", 1: "f2f7"}
+    scored = _score(pairs, own, first, ["e4", "f7"], ["e2e4", "f2f7"], {0: "e4", 1: "f7"},
+                    chess_task.in_first_step)
+    assert scored["follow"]["n"] == 0
+    assert _score(pairs, own, first, ["e4", "f7"], ["e2e4", "f2f7"], {0: "e4", 1: "f7"})["follow"]["n"] == 2
+    assert chess_task.in_first_step("e2e4", "e2e4") and not chess_task.in_first_step("g7", "e2e4")
+    assert not chess_task.in_first_step("e4", None)

@@ -247,6 +247,10 @@ class ChessMateTask(Task):
         holds fixed and the next-step probe control reads (a move is two or three tokens)."""
         return first_move_text(completion)
 
+    def in_first_step(self, plan: str | None, step: str | None) -> bool:
+        """The first move (UCI) decides its own move and its destination square."""
+        return step is not None and plan in (step, step[2:4])
+
     def plan_spans(self, example: dict) -> list[tuple[int, int]]:
         """The words the plan decides, for both targets: the moves before the mating move
         (from the decision point to the mating move's from-square), or the mating move's
