@@ -23,7 +23,7 @@ from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS, refer
 from tasks import get_task
 
 
-# Embedded defaults: "full" is the default run (sized to take about an hour on 2 cores),
+# Embedded defaults: "full" is the default run (38.5 min on 2 cores, measured; README),
 # "quick" a smoke run of the same pipeline, "long" the budget at which every task is
 # learned (docs/experiments/). ``tasks`` overrides the training config per task (e.g. more
 # steps than one pass); `reference_config` applies it.

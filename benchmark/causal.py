@@ -25,6 +25,7 @@ No file I/O and no printing here, like the other metric modules.
 from __future__ import annotations
 
 import contextlib
+import operator
 import random
 from typing import Iterator, Sequence
 
@@ -277,7 +278,7 @@ def _pairs(items: list[dict], n_pairs: int, seed: int) -> list[tuple[int, int]]:
     return chosen
 
 
-def _score(pairs, own, first, patched_targets, patched_first, reference, in_first_step=None) -> dict:
+def _score(pairs, own, first, patched_targets, patched_first, reference, in_first_step=operator.eq) -> dict:
     """Rates for one (layer, position): see `follow_rate`.
 
     A follow counts only when the recipient's first emitted word (the task's first step,
@@ -289,11 +290,9 @@ def _score(pairs, own, first, patched_targets, patched_first, reference, in_firs
     default equality; a mate in 1 has nothing beyond its next move, and a mating square is
     decided by the move that lands on it).
     """
-    def beyond(plan, step) -> bool:
-        return not (in_first_step or (lambda p, s: p == s))(plan, step)
-
     informative = [(i, r, d) for i, (r, d) in enumerate(pairs)
-                   if own[d] is not None and own[d] != own[r] and beyond(own[r], first[r]) and beyond(own[d], first[d])]
+                   if own[d] is not None and own[d] != own[r]
+                   and not in_first_step(own[r], first[r]) and not in_first_step(own[d], first[d])]
     steady = [patched_first[i] == first[r] for i, (r, _) in enumerate(pairs)]
     k_follow = sum(steady[i] and patched_targets[i] == own[d] for i, r, d in informative)
     k_keep = sum(patched_targets[i] == own[r] for i, r, d in informative)

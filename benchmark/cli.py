@@ -53,7 +53,7 @@ def profile_options(quick_help: str):
 
         with_profile = click.option("--quick", is_flag=True, help=quick_help + " (= --profile quick).")(with_profile)
         return click.option("--profile", type=click.Choice(pipeline.PROFILE_NAMES), default=None,
-                            help="full (default: about an hour on 2 cores), quick (a smoke run) or long "
+                            help="full (default: about 40 min on 2 cores), quick (a smoke run) or long "
                                  "(the budget at which every task is learned); each but full is kept "
                                  "apart in runs/<profile>/.")(with_profile)
     return decorate
