@@ -3,8 +3,9 @@
 A probe shows that a future target is decodable from the state at a decision point. The
 follow rate asks whether that state drives the output: take the decision-point state of a
 *donor* example whose plan differs, write it into a *recipient* example's residual stream
-at its decision point (one layer), let the model finish the recipient's prompt greedily,
-and count how often the completion's target is the donor's plan.
+at its decision point (one layer), let the model play the recipient greedily (all turns of
+an interactive task such as chess, the patch held at each), and count how often the
+completion's target is the donor's plan.
 
 - `patched(model, layer, positions, vectors)`: a context manager (in the style of
   TransformerLens ``hooks()``) that replaces the residual stream of any Hugging Face
@@ -14,7 +15,8 @@ and count how often the completion's target is the donor's plan.
   architecture has one), so a state read with ``output_hidden_states`` and written back
   is an exact no-op.
 - `greedy(loaded, prompts, max_words, patch=...)`: greedy completions, optionally
-  with a patch on the prompt's forward pass (the KV cache carries it to later tokens).
+  with a patch on the prompt's forward pass (the KV cache carries it to later tokens);
+  `played` runs ``task.play`` on it, re-applying the patch at every turn.
 - `follow_rate(loaded, task, examples, ...)`: the metric, per layer, at the decision point
   and at a control position that holds no plan, with Wilson intervals; `best_layer` picks
   the layer with the highest follow rate.
@@ -312,6 +314,57 @@ def _score(pairs, own, first, patched_targets, patched_first, reference, in_firs
     }
 
 
+def _by_occurrence(keys: Sequence[str]) -> list[list[int]]:
+    """Indices grouped so that no group holds a key twice: the k-th occurrence of each key
+    goes to group k (a turn's text is matched to its row by its prompt, so the rows played
+    together must have distinct prompts)."""
+    groups: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        if k == len(groups):
+            groups.append([])
+        groups[k].append(i)
+    return groups
+
+
+def _row_of(text: str, prompt_rows: dict[str, int], lengths: list[int]) -> int:
+    """The row whose prompt is the longest prefix of ``text``."""
+    for n in lengths:  # longest first
+        row = prompt_rows.get(text[:n])
+        if row is not None:
+            return row
+    raise ValueError("a turn's text starts with none of the prompts played")
+
+
+def played(loaded: LoadedModel, task, examples: list[dict], batch_size: int = 64,
+           layer: int | None = None, token_of=None, vectors: torch.Tensor | None = None) -> list[str]:
+    """Greedy ``task.play`` of ``examples``: one completion each, except that interactive
+    tasks take several turns (chess: the harness answers each attacker move, so a mate in
+    2 reaches its mating move). With ``layer``, every forward pass over row i's text has
+    the state at token ``token_of(i, text)`` replaced by ``vectors[i]``. The patch is
+    re-applied at each turn because each turn is a fresh pass over the prompt and the
+    moves so far: the intervention is "the decision state is the donor's", all game long.
+    The prompts must be distinct when patching (`_by_occurrence` groups rows so)."""
+    if layer is None:
+        return task.play(examples, lambda texts: greedy(loaded, list(texts), task.max_words,
+                                                        batch_size=batch_size))
+    prompt_rows = {ex["prompt"]: i for i, ex in enumerate(examples)}
+    if len(prompt_rows) != len(examples):
+        raise ValueError("patched play needs distinct prompts")
+    lengths = sorted({len(p) for p in prompt_rows}, reverse=True)
+
+    def complete(texts: Sequence[str]) -> list[str]:
+        texts = list(texts)
+        rows = [_row_of(t, prompt_rows, lengths) for t in texts]
+        return greedy(loaded, texts, task.max_words, layer=layer,
+                      token_positions=[token_of(r, t) for r, t in zip(rows, texts)],
+                      vectors=vectors[torch.as_tensor(rows)], batch_size=batch_size)
+
+    return task.play(examples, complete)
+
+
 def follow_rate(
     loaded: LoadedModel,
     task,
@@ -327,18 +380,19 @@ def follow_rate(
     Pairs (recipient, donor) share a decision name and differ in reference target. The
     donor's *plan* is its own unpatched greedy completion's target. At each layer the
     donor's state at its decision token is written into the recipient's decision token,
-    the recipient's prompt is completed greedily (``task.max_words``) and its target
-    read with ``task.target_from_completion``. Per layer, at ``"decision"`` and at the
+    the recipient is played greedily (`played`: ``task.play``, so chess takes all its
+    turns, the patch held at each) and its target read with
+    ``task.target_from_completion``. Per layer, at ``"decision"`` and at the
     ``"control"`` token (``"task"``: the task's `control_offset`, a prompt token that holds
     nothing the plan depends on; ``"first"`` prompt token, ``"previous"`` token, or an int
     token index; the donor's state at the same token), each a rate dict ``{k, n, rate, lo, hi}``
     with a Wilson 95% interval:
 
-    - ``follow``: patched target == donor's plan and the recipient's first emitted word
-      unchanged, over the pairs whose plans differ (the donor has a plan and it is not the
-      recipient's own) and lie beyond the first word: the headline, base rate 0 by
-      construction (see `_score` for why the first word must stay).
-    - ``first_word_kept``: over all pairs, the patched first word is the unpatched one.
+    - ``follow``: patched target == donor's plan and the recipient's first step unchanged,
+      over the pairs whose plans differ (the donor has a plan and it is not the
+      recipient's own) and lie beyond the first step: the headline, base rate 0 by
+      construction (see `_score` for why the first step must stay).
+    - ``first_word_kept``: over all pairs, the patched first step is the unpatched one.
     - ``keep``: over the same pairs, the patched recipient still ends on its own plan.
     - ``follow_all`` and ``base``: over all pairs, patched (resp. unpatched) recipient ends
       on the donor's plan; ``base`` is what chance and shared attractors give.
@@ -360,8 +414,8 @@ def follow_rate(
                 continue
             control_char = task.control_offset(ex, d) if control_position == "task" else None
             dec, ctrl = _token_positions(tok, ex["prompt"], d["offset"], control_position, control_char)
-            items.append({"example": e, "name": d["name"], "target": d["target"],
-                          "decision": dec, "control": ctrl})
+            items.append({"example": e, "name": d["name"], "target": d["target"], "offset": d["offset"],
+                          "control_char": control_char, "decision": dec, "control": ctrl})
     pairs = _pairs(items, n_pairs, seed)
     result = {"layers": layers, "n_pairs": len(pairs), "seed": seed,
               "control_position": control_position, "skipped_decisions": skipped,
@@ -373,29 +427,42 @@ def follow_rate(
         return [task.target_from_completion(examples[items[i]["example"]], c, items[i]["name"])
                 for c, i in zip(completions, idx)]
 
-    # Unpatched plans of every item that takes part (a prompt is completed once).
+    # Unpatched plans of every item that takes part (an example is played once).
     used = sorted({i for p in pairs for i in p})
-    prompt_of = {i: examples[items[i]["example"]]["prompt"] for i in used}
-    unique = sorted(set(prompt_of.values()))
-    plain = dict(zip(unique, greedy(loaded, unique, task.max_words, batch_size=batch_size)))
-    own = {i: t for i, t in zip(used, targets([plain[prompt_of[i]] for i in used], used))}
     example_of = {i: examples[items[i]["example"]] for i in used}
-    first = {i: task.first_step(plain[prompt_of[i]], example_of[i]) for i in used}
+    unique = sorted({items[i]["example"] for i in used})
+    plain = dict(zip(unique, played(loaded, task, [examples[e] for e in unique], batch_size)))
+    own = {i: t for i, t in zip(used, targets([plain[items[i]["example"]] for i in used], used))}
+    first = {i: task.first_step(plain[items[i]["example"]], example_of[i]) for i in used}
     reference = {i: items[i]["target"] for i in used}
 
     recipients = [r for r, _ in pairs]
     donors = [d for _, d in pairs]
-    recipient_prompts = [prompt_of[r] for r in recipients]
-    donor_prompts = [prompt_of[d] for d in donors]
+    donor_prompts = [example_of[d]["prompt"] for d in donors]
+    groups = _by_occurrence([example_of[r]["prompt"] for r in recipients])
     for where in ("decision", "control"):
         donor_states = states_at_tokens(loaded, donor_prompts, [items[d][where] for d in donors],
                                         layers, batch_size)
+
+        def token_of(group: list[int]):
+            # The recipient's decision (or control) token in this turn's text: found again
+            # in each text, since a subword tokenizer may split the prompt's end otherwise
+            # once moves follow it.
+            def at(row: int, text: str) -> int:
+                item = items[recipients[group[row]]]
+                return _token_positions(tok, text, item["offset"], control_position,
+                                        item["control_char"])[0 if where == "decision" else 1]
+            return at
+
         for li, layer in enumerate(layers):
             if where == "decision":
                 result["per_layer"].append({"layer": layer})
-            comps = greedy(loaded, recipient_prompts, task.max_words, layer=layer,
-                           token_positions=[items[r][where] for r in recipients],
-                           vectors=donor_states[li], batch_size=batch_size)
+            comps: list[str] = [""] * len(pairs)
+            for group in groups:
+                out = played(loaded, task, [example_of[recipients[i]] for i in group], batch_size,
+                             layer=layer, token_of=token_of(group), vectors=donor_states[li][group])
+                for i, c in zip(group, out):
+                    comps[i] = c
             result["per_layer"][li][where] = _score(pairs, own, first, targets(comps, recipients),
                                                     [task.first_step(c, example_of[r]) for c, r in zip(comps, recipients)],
                                                     reference, task.in_first_step)

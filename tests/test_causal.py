@@ -156,6 +156,10 @@ class ToyTask:
         return plan == step
 
     @staticmethod
+    def play(examples: list[dict], complete) -> list[str]:
+        return complete([ex["prompt"] for ex in examples])
+
+    @staticmethod
     def vocabulary() -> list[str]:
         return ["c", "/", "and", *KEYS, *FILLERS, *(f"o{i}" for i in range(4)),
                 *(f"t{i}" for i in range(8))]
@@ -226,6 +230,31 @@ def test_follow_rate_fires_where_the_plan_is_carried(toy_model):
         assert row["control"]["keep"]["rate"] >= 0.95
     # The donor's reference answer is its plan here (the model solves the task).
     assert by_layer[0]["decision"]["follow_reference"]["rate"] >= 0.95
+
+
+class ToyTwoTurns(ToyTask):
+    """The toy task played in two turns, as chess is: the model writes ``/ and``, then
+    the even rows are asked again with that text appended (the odd rows stop), so the
+    answer of an even row comes from a second forward pass over a longer text (an odd
+    row keeps its first answer whole)."""
+
+    def play(self, examples: list[dict], complete) -> list[str]:
+        out = complete([ex["prompt"] for ex in examples])
+        first = [" " + " ".join(c.split()[:2]) for c in out]
+        again = list(range(0, len(examples), 2))
+        for i, answer in zip(again, complete([examples[i]["prompt"] + first[i] for i in again])):
+            out[i] = first[i] + answer
+        return out
+
+
+def test_the_patch_holds_at_every_turn_of_a_played_task(toy_model):
+    """Each turn is a fresh forward pass over the prompt and the answers so far: the patch
+    must be applied in each (found again in the longer text, the right donor per row), or
+    the second turn reads the recipient's own key and the even rows stop following."""
+    res = follow_rate(toy_model, ToyTwoTurns("key"), _toy_examples("key", 80, seed=1), n_pairs=80)
+    layer0 = next(row for row in res["per_layer"] if row["layer"] == 0)["decision"]
+    assert layer0["follow"]["n"] >= 60
+    assert layer0["follow"]["rate"] >= 0.95
 
 
 def test_follow_rate_reads_zero_where_the_state_is_not_used(toy_model):
