@@ -69,6 +69,32 @@ def workers_option(command):
                              "thread each (results do not depend on it).")(command)
 
 
+def backend_option(command):
+    """--backend local|ray and --ray-address, passed on as ``backend`` (a
+    `benchmark.parallel.Backend`). A backend that cannot run (ray not installed, a cluster
+    out of reach) ends the command with one error line."""
+    from benchmark.parallel import BACKENDS, Backend, BackendError, ray_module
+
+    @functools.wraps(command)
+    def with_backend(*args, backend: str, ray_address: str | None, **kwargs):
+        if ray_address and backend != "ray":
+            raise click.UsageError("--ray-address needs --backend ray")
+        try:
+            if backend == "ray":
+                ray_module()  # before any work: a missing ray is one line, not a traceback
+            return command(*args, backend=Backend(backend, ray_address), **kwargs)
+        except BackendError as err:
+            _fail(err)
+
+    with_backend = click.option("--ray-address", default=None, metavar="ADDR",
+                                help="The Ray cluster to join (default: $RAY_ADDRESS, else a Ray "
+                                     "started on this machine with --workers CPUs). Every node needs "
+                                     "mesabench installed and this folder at the same path.")(with_backend)
+    return click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
+                        help="Where the jobs run: worker processes here, or Ray tasks (one CPU each, "
+                             "and one GPU where the cluster has GPUs).")(with_backend)
+
+
 def _fail(message: object) -> NoReturn:
     """One red error line on stderr, exit code 2."""
     err_console.print(f"[red]error:[/red] {escape(one_line(message))}", soft_wrap=True)
@@ -279,13 +305,14 @@ def baselines() -> None:
 @profile_options("Small data and few steps: a smoke run")
 @path_option("--references", REFERENCES_HELP)
 @workers_option
-def baselines_train(task_names, variants, seeds, profile, references, workers) -> None:
+@backend_option
+def baselines_train(task_names, variants, seeds, profile, references, workers, backend) -> None:
     """Train reference models into submissions/ref-<variant>-s<seed>/, one model folder per
     task (resumable: a model trained with the same config is skipped)."""
     ws = pipeline.workspace(profile, references=references)
     with _progress() as view:
         pipeline.train(_tasks(task_names), ws, workers, tuple(variants) or VARIANTS,
-                       tuple(seeds) or None, view)
+                       tuple(seeds) or None, view, backend)
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -316,8 +343,9 @@ def _shard(text: str) -> tuple[int, int]:
 @path_option("--references", REFERENCES_HELP)
 @path_option("--results", RESULTS_HELP)
 @workers_option
+@backend_option
 def evaluate(submission, task_names, profile, force, real_files, shard, submissions, references, results,
-             workers) -> None:
+             workers, backend) -> None:
     """Evaluate SUBMISSION(s) (names under submissions/ or folders; default: all, and the
     reference baselines).
 
@@ -338,7 +366,7 @@ def evaluate(submission, task_names, profile, force, real_files, shard, submissi
         files.append((_tasks((task,))[0], Path(path)))
     try:
         with _progress() as view:
-            failed = pipeline.evaluate(submission, names, ws, workers, force, shard_range, view, files)
+            failed = pipeline.evaluate(submission, names, ws, workers, force, shard_range, view, files, backend)
     except TaskError as err:
         _fail(err)
     except OSError as err:
@@ -389,35 +417,37 @@ def run_options(command):
         path_option("--results", RESULTS_HELP),
         path_option("--out", OUT_HELP),
         workers_option,
+        backend_option,
     ]):
         command = option(command)
     return command
 
 
 def _run(profile: str, task_names, submissions: Path, references, results, out, workers: int,
-         only_references: bool) -> None:
+         backend, only_references: bool) -> None:
     ws = pipeline.workspace(profile, submissions, references, results, out)
     names = _tasks(task_names)
     with _workspace_checked(), _progress() as view:
-        summary = pipeline.run(names, ws, workers, only_references, view)
+        summary = pipeline.run(names, ws, workers, only_references, view, backend)
     console.print(f"wrote {ws.leaderboard} ({summary.rows} rows)")
     console.print(f"done in {summary.seconds:.0f}s")
 
 
 @main.command()
 @run_options
-def experiment(profile: str, task_names, submissions: Path, references, results, out, workers: int) -> None:
+def experiment(profile: str, task_names, submissions: Path, references, results, out, workers: int,
+               backend) -> None:
     """The headline experiment alone: train every reference variant and seed, evaluate
     them (and the random-init control), write the leaderboard. Resumable."""
-    _run(profile, task_names, submissions, references, results, out, workers, only_references=True)
+    _run(profile, task_names, submissions, references, results, out, workers, backend, only_references=True)
 
 
 @main.command()
 @run_options
-def run(profile: str, task_names, submissions: Path, references, results, out, workers: int) -> None:
+def run(profile: str, task_names, submissions: Path, references, results, out, workers: int, backend) -> None:
     """Everything on embedded defaults: train the baselines (every variant and seed of the
     profile), evaluate every submission, write the leaderboard. Resumable."""
-    _run(profile, task_names, submissions, references, results, out, workers, only_references=False)
+    _run(profile, task_names, submissions, references, results, out, workers, backend, only_references=False)
 
 
 # ---------------------------------------------------------------------------- validate

@@ -12,6 +12,7 @@ Everything model-shaped that the rest of the harness needs goes through here:
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,30 @@ import numpy as np
 import torch
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "eos_token": "<eos>"}
+# The share of one GPU's free memory a model's weights may take there. The rest holds the
+# random-init control of the same size, activations and beams; a larger model is split
+# over the GPUs (and CPU memory) by accelerate's device_map="auto".
+GPU_WEIGHT_SHARE = 0.4
 
 
 def pick_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def weight_bytes(folder: Path) -> int:
+    """The size of a model folder's safetensors weights."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*.safetensors"))
+
+
+def wants_device_map(folder: Path, device: torch.device) -> bool:
+    """Whether to load with device_map="auto": on CUDA, with accelerate installed, when the
+    weights take more than `GPU_WEIGHT_SHARE` of the GPU's free memory. Never on CPU (a CPU
+    run needs no accelerate and keeps its numbers)."""
+    if device.type != "cuda" or importlib.util.find_spec("accelerate") is None:
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return weight_bytes(folder) > GPU_WEIGHT_SHARE * free
 
 
 @dataclass
@@ -96,31 +116,43 @@ def random_init_like(loaded: LoadedModel, seed: int) -> LoadedModel:
 
     torch.manual_seed(seed)
     model = reinstall(AutoModelForCausalLM.from_config(loaded.model.config))
-    model.to(loaded.device).eval()
+    split = getattr(loaded.model, "hf_device_map", None)
+    if split:  # the model did not fit on one GPU, so neither does its control: split it alike
+        from accelerate import dispatch_model
+
+        model = dispatch_model(model, device_map=split)
+    else:
+        model.to(loaded.device)
+    model.eval()
     return LoadedModel(model=model, tokenizer=loaded.tokenizer, path=loaded.path)
 
 
 def load_model(folder: str | Path, device: torch.device | None = None) -> LoadedModel:
     """Load a causal LM and its tokenizer from a local folder, safely.
 
-    Raises `benchmark.safety.SubmissionError` with a one-line reason when the folder is
-    missing, holds pickle weights or custom code, or cannot be loaded.
+    The model goes to ``device`` (default: CUDA when present); a model too big for one GPU
+    is split over the GPUs by accelerate (`wants_device_map`). Raises
+    `benchmark.safety.SubmissionError` with a one-line reason when the folder is missing,
+    holds pickle weights or custom code, or cannot be loaded.
     """
     from benchmark.safety import check_model_folder, load_checked
 
     folder = Path(folder)
     check_model_folder(folder)
-    model, tokenizer = load_checked(folder)
+    device = device or pick_device()
+    split = wants_device_map(folder, device)
+    model, tokenizer = load_checked(folder, device_map="auto" if split else None)
     from benchmark.bottleneck import reinstall
 
     reinstall(model)  # a bottleneck model (validate's known answer) keeps its attention
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    device = device or pick_device()
     if device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
         # Half precision on CPU gives the same numbers 6-10x slower (fp16): compute in fp32.
         model = model.float()
-    model.to(device).eval()
+    if not split:  # accelerate has placed a split model already
+        model.to(device)
+    model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, path=folder)
 
 

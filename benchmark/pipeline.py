@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
 
+from benchmark.parallel import LOCAL, Backend
 from benchmark.variants import VARIANTS
 from tasks.base import Task
 
@@ -181,10 +182,11 @@ def submission_folders(names: Sequence[str], dirs: Sequence[Path]) -> list[Path]
 
 
 def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequence[str] = VARIANTS,
-          seeds: Sequence[int] | None = None, on_event: EventFn = _ignore) -> list[str]:
+          seeds: Sequence[int] | None = None, on_event: EventFn = _ignore, backend: Backend = LOCAL) -> list[str]:
     """Train every (variant, seed, task) reference model not yet trained with this profile's
-    config, on up to ``workers`` processes, and write the random-init control. Returns the
-    names of the reference submissions (the random-init control last)."""
+    config, on up to ``workers`` processes (or ``backend``'s Ray tasks), and write the
+    random-init control. Returns the names of the reference submissions (the random-init
+    control last)."""
     quiet_libraries()
     from benchmark.baselines import PROFILES, plan_training, train_job, write_random_init
     from benchmark.parallel import run_jobs
@@ -200,15 +202,15 @@ def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequ
                 lambda task: task.generate("train", task.sizes[size][0], DATA_SEED))
     # train_job emits ("training", label), ("step", label, step, steps, loss), ("done", label).
     run_jobs(train_job, plan.jobs, workers, lambda message: on_event(TrainEvent(*message)),
-             init=quiet_libraries)
+             init=quiet_libraries, backend=backend)
     return plan.names + [write_random_init(ws.profile, names, ws.references)]
 
 
 def evaluate(names: Sequence[str], task_names: Sequence[str], ws: Workspace, workers: int,
              force: bool = False, shard: tuple[int, int] = (0, 1), on_event: EventFn = _ignore,
-             real_files: Sequence[tuple[str, Path]] = ()) -> list[str]:
+             real_files: Sequence[tuple[str, Path]] = (), backend: Backend = LOCAL) -> list[str]:
     """Evaluate the named submissions (every one in the workspace when none is named) on
-    the tasks, one worker job per submission; ``shard`` (I, N) keeps every N-th submission
+    the tasks, one worker job per submission (on ``backend``); ``shard`` (I, N) keeps every N-th submission
     from the I-th; ``real_files`` (task, file) are scored as those tasks' "real" split.
     Finished cells are cached. Returns the names of the submissions that had an error cell.
     Raises OSError or `tasks.base.TaskError` when a real file cannot be used."""
@@ -231,7 +233,7 @@ def evaluate(names: Sequence[str], task_names: Sequence[str], ws: Workspace, wor
         on_event(EvalEvent(kind, submission, task, detail, len(tasks) if task == "*" else 1))
 
     jobs = [{"folder": f, "tasks": tasks, "cfg": cfg, "results": ws.results, "force": force} for f in folders]
-    outcomes = run_jobs(evaluate_job, jobs, workers, forward, init=quiet_libraries)
+    outcomes = run_jobs(evaluate_job, jobs, workers, forward, init=quiet_libraries, backend=backend)
     return list(dict.fromkeys(o.submission for cells in outcomes for o in cells if o.status == "error"))
 
 
@@ -255,13 +257,14 @@ class RunSummary:
 
 
 def run(task_names: Sequence[str], ws: Workspace, workers: int, only_references: bool = False,
-        on_event: EventFn = _ignore) -> RunSummary:
+        on_event: EventFn = _ignore, backend: Backend = LOCAL) -> RunSummary:
     """Everything, resumable: train every reference of the profile, evaluate them (and every
-    other submission unless ``only_references``), write the leaderboard."""
+    other submission unless ``only_references``), write the leaderboard; the jobs run on
+    ``backend``."""
     start = time.time()
-    references = train(task_names, ws, workers, on_event=on_event)
+    references = train(task_names, ws, workers, on_event=on_event, backend=backend)
     chosen = [str(ws.references / name) for name in references] if only_references else []
-    failed = evaluate(chosen, task_names, ws, workers, on_event=on_event)
+    failed = evaluate(chosen, task_names, ws, workers, on_event=on_event, backend=backend)
     rows = leaderboard(ws)
     return RunSummary(references, failed, rows, time.time() - start)
 

@@ -50,15 +50,16 @@ def check_model_folder(folder: Path) -> dict:
     return config
 
 
-def load_checked(folder: Path):
-    """Load (model, tokenizer) from a checked folder with every safety flag set."""
+def load_checked(folder: Path, device_map: str | None = None):
+    """Load (model, tokenizer) from a checked folder with every safety flag set;
+    ``device_map`` goes to ``from_pretrained`` (e.g. "auto": accelerate splits the model)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     safe = {"local_files_only": True, "trust_remote_code": False}
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, **safe)
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, device_map=device_map, **safe)
     except Exception as err:  # transformers raises many types; the user needs one line
         raise SubmissionError(f"cannot load model: {error_line(err)}") from None
     try:

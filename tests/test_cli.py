@@ -25,7 +25,7 @@ def invoke(*args: str):
 def test_help_imports_no_heavy_library():
     code = ("import sys\nfrom benchmark.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "Commands:" in out.stdout and out.stdout.strip().endswith("[]")
 
@@ -132,3 +132,32 @@ def test_training_bars_follow_their_model(view):
     assert (bar.completed, bar.total, bar.finished) == (5, 10, False)
     view(TrainEvent("done", "ref-myopic-s0/rhymes"))
     assert bar.finished and "trained ref-myopic-s0/rhymes" in bar.description
+
+
+def test_backend_ray_without_ray_is_one_line(monkeypatch):
+    from benchmark.parallel import RAY_MISSING
+
+    ran = []
+    monkeypatch.setattr(cli.pipeline, "evaluate", lambda *args, **kwargs: ran.append(args) or [])
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
+    for args in (["evaluate", "x", "--backend", "ray"], ["run", "--backend", "ray"],
+                 ["baselines", "train", "--backend", "ray"]):
+        result = invoke(*args)
+        assert result.exit_code == 2 and result.stderr.strip() == f"error: {RAY_MISSING}", args
+    assert not ran
+    assert "--ray-address needs --backend ray" in invoke("evaluate", "--ray-address", "h:6379").output
+
+
+def test_backend_reaches_the_pipeline(monkeypatch):
+    import types
+
+    from benchmark.parallel import Backend
+
+    from benchmark.pipeline import RunSummary
+
+    seen = []
+    monkeypatch.setattr(cli.pipeline, "run", lambda *args: seen.append(args[-1]) or RunSummary([], [], 0, 0.0))
+    monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))  # installed, as far as the CLI asks
+    assert invoke("run", "--backend", "ray", "--ray-address", "head:6379").exit_code == 0
+    assert invoke("run").exit_code == 0
+    assert seen == [Backend("ray", "head:6379"), Backend("local")]

@@ -11,6 +11,7 @@ import pytest
 import benchmark.baselines as baselines
 import benchmark.runner as runner
 from benchmark import pipeline
+from benchmark.parallel import LOCAL
 from benchmark.pipeline import EvalEvent, TrainEvent
 from benchmark.runner import CellOutcome
 from benchmark.submissions import write_submission_toml
@@ -152,13 +153,14 @@ def test_evaluate_builds_one_job_per_submission_and_names_the_failures(tmp_path,
 
 def test_run_trains_evaluates_and_writes_the_leaderboard(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(pipeline, "train", lambda tasks, ws, workers, on_event: calls.append("train") or ["ref-a"])
-    monkeypatch.setattr(pipeline, "evaluate", lambda names, tasks, ws, workers, on_event:
+    monkeypatch.setattr(pipeline, "train", lambda tasks, ws, workers, on_event, backend:
+                        calls.append(("train", backend)) or ["ref-a"])
+    monkeypatch.setattr(pipeline, "evaluate", lambda names, tasks, ws, workers, on_event, backend:
                         calls.append(("evaluate", list(names))) or ["x"])
     monkeypatch.setattr(pipeline, "leaderboard", lambda ws: calls.append("leaderboard") or 7)
     ws = pipeline.workspace("quick", references=tmp_path)
     summary = pipeline.run(["rhymes"], ws, 1, only_references=True)
-    assert calls == ["train", ("evaluate", [str(tmp_path / "ref-a")]), "leaderboard"]
+    assert calls == [("train", LOCAL), ("evaluate", [str(tmp_path / "ref-a")]), "leaderboard"]
     assert (summary.references, summary.failed, summary.rows) == (["ref-a"], ["x"], 7)
     calls.clear()
     pipeline.run(["rhymes"], ws, 1)

@@ -1,0 +1,73 @@
+"""The Ray backend: jobs as Ray tasks on a local Ray give what the local worker pool gives.
+
+Skipped when ray is not installed (it is the optional extra ``mesabench[ray]``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from benchmark import pipeline  # noqa: E402
+from benchmark.parallel import Backend, run_jobs  # noqa: E402
+from test_parallel import square_and_report  # noqa: E402
+
+RAY = Backend("ray")
+
+# The Ray workers do not import the test folder: send this module's functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules["test_parallel"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One local Ray for the module (run_jobs starts it on first use; starting takes ~5 s)."""
+    yield
+    ray.shutdown()
+
+
+def test_ray_jobs_keep_job_order_deliver_messages_and_raise():
+    messages = []
+    assert run_jobs(square_and_report, [3, 1, 2, 5], 2, messages.append, backend=RAY) == [9, 1, 4, 25]
+    assert sorted(m[1] for m in messages) == [1, 2, 3, 5]
+    assert {m[2] for m in messages} == {1}  # one torch thread per job, as locally
+    with pytest.raises(ValueError, match="bad job -1"):
+        run_jobs(square_and_report, [2, -1], 2, backend=RAY)
+    assert run_jobs(square_and_report, [], 2, backend=RAY) == []
+
+
+def test_train_and_evaluate_on_ray_give_the_local_results(tmp_path, monkeypatch):
+    """The pipeline's train and evaluate steps, on a tiny config: the same model bytes and
+    the same result cells (apart from timings) on Ray as on the local path."""
+    import benchmark.baselines as baselines
+    import benchmark.evaluate as evaluate
+    from test_pipeline import TINY_EVAL, TINY_TRAIN, strip_run
+
+    # The configs are made in the parent and travel with the jobs, so patching them here
+    # reaches the Ray workers.
+    tiny = replace(TINY_TRAIN, steps=10)
+    monkeypatch.setattr(baselines, "reference_config",
+                        lambda profile, task, variant, seed: replace(tiny, variant=variant, seed=seed, tasks=(task,)))
+    small = replace(TINY_EVAL, n_eval=40, max_success=8, max_amp_examples=8, n_boot=50, causal_pairs=20)
+    monkeypatch.setattr(evaluate, "EvalConfig", lambda size, real_files: replace(small, real_files=real_files))
+    # Relative workspace paths, as a run has them: a Ray task runs in the parent's folder.
+    monkeypatch.chdir(tmp_path)
+
+    def run(home: str, backend: Backend, workers: int) -> dict:
+        ws = pipeline.workspace("quick", submissions=Path("none"), references=Path(home, "refs"),
+                                results=Path(home, "results"))
+        names = pipeline.train(["rhymes"], ws, workers, ("unstunted",), (0,), backend=backend)
+        assert pipeline.evaluate([str(ws.references / n) for n in names], ["rhymes"], ws, workers, backend=backend) == []
+        files = sorted(ws.results.glob("*/*.json"))
+        weights = {f.parent.parent.name: f.read_bytes() for f in ws.references.glob("*/*/model.safetensors")}
+        return {"cells": {f.parent.name: strip_run(json.loads(f.read_text())) for f in files}, "weights": weights}
+
+    local = run("local", Backend(), 1)  # in this process
+    on_ray = run("ray", RAY, 2)
+    assert sorted(local["cells"]) == ["ref-random-init", "ref-unstunted-s0"]
+    assert on_ray == local
