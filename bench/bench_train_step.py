@@ -26,6 +26,8 @@ RUNS = [
     ("stunted-skip", {}),  # the defaults: W=4, D=2, positions="sample", sample_frac=0.5
     ("stunted-penalty", {}),
     ("stunted-balance", {}),
+    ("stunted-sampled", {}),  # v4: M=16 particles of depth D=2, positions="sample" at 0.5
+    ("stunted-sampled", {"particles": 64}),
     ("stunted-skip", {"positions": "sample", "sample_frac": 0.25}),
     ("stunted-skip", {"positions": "all"}),
     ("stunted-penalty", {"positions": "all"}),
@@ -93,8 +95,9 @@ def main() -> None:
     print(f"{'variant':<18} {'settings':<38} {'step s':>7} {'x unstunted':>12}")
     for i, (variant, overrides, cfg, _, _) in enumerate(setups):
         med = statistics.median(times[i])
+        search = f"M={cfg.particles}" if variant == "stunted-sampled" else f"W={cfg.width}"
         settings = "" if not variant.startswith("stunted") else (
-            f"W={cfg.width} D={cfg.depth} positions={cfg.positions}"
+            f"{search} D={cfg.depth} positions={cfg.positions}"
             + (f" frac={cfg.sample_frac}" if cfg.positions == "sample" else ""))
         print(f"{variant:<18} {settings:<38} {med:>7.3f} {med / base:>12.2f}")
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,7 @@ MASK_BUDGET = 1 << 23
 DEFAULT_LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 DEFAULT_WIDTH = 4
 DEFAULT_DEPTH = 2
+DEFAULT_PARTICLES = 16  # M of the sampled amplification (`sampled_scores`)
 
 
 @dataclass
@@ -150,11 +151,13 @@ def _tree_chunk(
     position_ids: torch.Tensor,  # [B, T]
     item_rows: torch.Tensor,  # [n] row of each work item
     item_ts: torch.Tensor,  # [n, P] scored positions of each item (padded by repeating one)
-    first_scores: torch.Tensor,  # [n, P, W] top-W log p at those positions
+    first_scores: torch.Tensor,  # [n, P, W] log p of the first tokens at those positions
     first_tokens: torch.Tensor,  # [n, P, W]
     depth: int,
+    step: "Step",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Extend the W first-step beams of n×P positions by depth-1 steps; returns tokens, scores."""
+    """Extend the W first-step beams (or particles) of n×P positions by depth-1 steps of
+    ``step``; returns tokens, scores."""
     n, P, W = first_scores.shape
     T = attention_mask.shape[1]
     device = first_scores.device
@@ -174,13 +177,13 @@ def _tree_chunk(
     # ancestors[i, p, w, e]: beam (p, w) of item i contains the fed beam token in extra slot e.
     ancestors = torch.zeros(n, P, W, n_extra, dtype=torch.bool, device=device)
     self_slot = torch.arange(P * W, device=device)
-    for step in range(1, depth):
-        offset = (step - 1) * P * W
+    for depth_reached in range(1, depth):
+        offset = (depth_reached - 1) * P * W
         flat_anc = ancestors.view(n, P * W, n_extra)
         flat_anc[:, self_slot, offset + self_slot] = True  # each fed token sees itself
         visible = torch.cat([base_visible, flat_anc[:, :, : offset + P * W]], dim=-1)
         mask4d = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, neg)[:, None]
-        pos = (base_pos[..., None] + step).expand(n, P, W).reshape(n, P * W)
+        pos = (base_pos[..., None] + depth_reached).expand(n, P, W).reshape(n, P * W)
         out = model(
             input_ids=tokens[..., -1].reshape(n, P * W),
             attention_mask=mask4d,
@@ -189,13 +192,43 @@ def _tree_chunk(
             use_cache=True,
         )
         logp = F.log_softmax(out.logits.float(), dim=-1)
-        V = logp.shape[-1]
-        candidates = scores[..., None] + logp.view(n, P, W, V)  # every live beam × every token
-        scores, flat = topk_stable(candidates.view(n, P, W * V), W)
-        parent, new_tok = flat // V, flat % V
-        tokens = torch.cat([tokens.gather(2, parent[..., None].expand(-1, -1, -1, step)), new_tok[..., None]], dim=-1)
+        scores, parent, new_tok = step(scores, logp.view(n, P, W, -1), depth_reached == depth - 1)
+        if new_tok is None:  # the step summed its token out instead of choosing one (the last)
+            break
+        tokens = torch.cat([tokens.gather(2, parent[..., None].expand(-1, -1, -1, depth_reached)),
+                            new_tok[..., None]], dim=-1)
         ancestors = ancestors.gather(2, parent[..., None].expand(-1, -1, -1, n_extra))
     return tokens, scores
+
+
+# One step of the tree search: (scores [n,P,W], next-token log p [n,P,W,V], is it the last
+# step) -> (new scores, parent index [n,P,W] into the W, new token [n,P,W] or None).
+Step = Callable[[torch.Tensor, torch.Tensor, bool], tuple]
+
+
+def beam_step(scores: torch.Tensor, logp: torch.Tensor, last: bool) -> tuple:
+    """Beam search: expand every live beam by every token and keep the W best sums."""
+    n, P, W, V = logp.shape
+    candidates = scores[..., None] + logp  # every live beam × every token
+    scores, flat = topk_stable(candidates.view(n, P, W * V), W)
+    return scores, flat // V, flat % V
+
+
+def sample_step(generator: torch.Generator | None) -> Step:
+    """Sampling: each particle draws its own next token from p (no reordering); on the last
+    step the token is summed out instead of drawn: the particle's score gains
+    log E_c[p(c)] = log sum_c p(c)^2, exactly (Rao-Blackwellised: the same expectation as
+    drawing c and adding log p(c), without that draw's noise)."""
+
+    def step(scores: torch.Tensor, logp: torch.Tensor, last: bool) -> tuple:
+        n, P, M, V = logp.shape
+        if last:
+            return scores + torch.logsumexp(2 * logp, dim=-1), None, None
+        drawn = torch.multinomial(logp.exp().reshape(-1, V), 1, generator=generator).view(n, P, M)
+        keep = torch.arange(M, device=logp.device).expand(n, P, M)
+        return scores + logp.gather(-1, drawn[..., None])[..., 0], keep, drawn
+
+    return step
 
 
 def _search_from_cache(
@@ -209,12 +242,21 @@ def _search_from_cache(
     width: int,
     depth: int,
     beams_per_chunk: int | None = None,
+    first: tuple[torch.Tensor, torch.Tensor] | None = None,
+    step: Step = beam_step,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Beams of depth `depth` rooted at every (row, t); returns tokens [N, W, D] and scores [N, W]."""
+    """Beams of depth `depth` rooted at every (row, t); returns tokens [N, W, D] and scores [N, W].
+
+    ``first`` (log p, tokens), each [N, W], replaces the top W of ``logp_first`` as the first
+    step (the sampler's draws), and ``step`` extends them (`sample_step` sums its last token
+    out, so its tokens are [N, W, D-1])."""
     N, V = logp_first.shape
-    if width > V:
+    if first is not None:
+        scores1, tok1 = first
+    elif width > V:
         raise ValueError(f"beam width {width} exceeds the vocabulary ({V})")
-    scores1, tok1 = topk_stable(logp_first, width)
+    else:
+        scores1, tok1 = topk_stable(logp_first, width)
     if depth == 1:
         return tok1[..., None], scores1
     budget = beams_per_chunk or max(width, LOGIT_BUDGET // V)
@@ -245,7 +287,7 @@ def _search_from_cache(
             items.append(order[start:i].tolist())
             start = i
 
-    out_tokens = torch.empty(N, width, depth, dtype=torch.long, device=logp_first.device)
+    out_tokens = None  # [N, W, tokens the step keeps], allocated when the first chunk says how many
     out_scores = torch.empty(N, width, dtype=logp_first.dtype, device=logp_first.device)
     i = 0
     while i < len(items):
@@ -260,12 +302,16 @@ def _search_from_cache(
         chunk = items[i:j]
         idx = torch.tensor([it + [it[0]] * (P - len(it)) for it in chunk], device=rows.device)  # [n, P]
         tokens, scores = _tree_chunk(
-            model, cache, attention_mask, position_ids, rows[idx[:, 0]], ts[idx], scores1[idx], tok1[idx], depth
+            model, cache, attention_mask, position_ids, rows[idx[:, 0]], ts[idx], scores1[idx], tok1[idx], depth, step
         )
         valid = torch.tensor([[k < len(it) for k in range(P)] for it in chunk], device=rows.device)
+        if out_tokens is None:
+            out_tokens = torch.empty(N, width, tokens.shape[-1], dtype=torch.long, device=logp_first.device)
         out_tokens[idx[valid]] = tokens[valid]
         out_scores[idx[valid]] = scores[valid]
         i = j
+    if out_tokens is None:  # no positions at all
+        out_tokens = torch.empty(N, width, depth, dtype=torch.long, device=logp_first.device)
     return out_tokens, out_scores
 
 
@@ -332,6 +378,23 @@ def _as_positions(
     return rows, ts
 
 
+def _prefix_pass(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                 positions, use_cache: bool) -> tuple:
+    """The one forward over the batch that every search starts from (the caller sets eval
+    mode): input_ids, attention_mask and position ids on the model's device, the scored
+    positions' rows, ts and targets, log p [N, V] there, and the KV cache (None without it)."""
+    _check_attention(model)
+    device = model_device(model)
+    input_ids = input_ids.to(device)
+    attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
+    rows, ts = _as_positions(positions, input_ids, attention_mask)
+    pos_ids = position_ids_from_mask(attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos_ids, use_cache=use_cache)
+    logp = F.log_softmax(out.logits[rows, ts].float(), dim=-1)  # [N, V]
+    return (input_ids, attention_mask, pos_ids, rows, ts, input_ids[rows, ts + 1], logp,
+            out.cache if use_cache else None)
+
+
 @torch.no_grad()
 def amplified_scores(
     model: torch.nn.Module,
@@ -369,20 +432,10 @@ def amplified_scores(
       q1_true [N]                 q_1(x_{t+1}): the depth-1 q, p renormalised over the top W
       logp [N, V]                 full log p (only with return_logp=True)
     """
-    _check_attention(model)
-    device = model_device(model)
-    input_ids = input_ids.to(device)
-    attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
-    rows, ts = _as_positions(positions, input_ids, attention_mask)
-    targets = input_ids[rows, ts + 1]
-
     with eval_mode(model):
-        pos_ids = position_ids_from_mask(attention_mask)
-        use_tree_cache = method == "tree" and depth > 1
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos_ids, use_cache=use_tree_cache)
-        logp = F.log_softmax(out.logits[rows, ts].float(), dim=-1)  # [N, V]
+        input_ids, attention_mask, pos_ids, rows, ts, targets, logp, cache = _prefix_pass(
+            model, input_ids, attention_mask, positions, use_cache=method == "tree" and depth > 1)
         if method == "tree":
-            cache = out.cache if use_tree_cache else None
             beam_tokens, beam_logprobs = _search_from_cache(
                 model, cache, attention_mask, pos_ids, rows, ts, logp, width, depth, beams_per_chunk
             )
@@ -419,6 +472,78 @@ def amplified_scores(
     return result
 
 
+@torch.no_grad()
+def sampled_scores(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    positions: Sequence[tuple[int, int]] | torch.Tensor | None = None,
+    particles: int = DEFAULT_PARTICLES,
+    depth: int = DEFAULT_DEPTH,
+    *,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """p and the sampled amplified distribution q̂ at positions (row, t) of a batch [B, T]:
+    beam search's "infinite width" limit, particle-filter style.
+
+    The target. Normalised over every continuation, the sequence distribution's first-token
+    marginal is p itself, so plain Monte Carlo (counting first tokens of samples from p)
+    estimates p: no amplification. What beam search does is favour first tokens whose
+    continuations are probable; its soft, unbounded-width form is the sequence distribution
+    squared (weight each sequence by its probability):
+
+        q_D(x) = sum_c p(x c)^2 / sum_s p(s)^2   (c over continuations of D-1 tokens),
+        q_1(x) = p(x)^2 / sum_x' p(x')^2         (the same at depth 1: a sharpening of p),
+
+    so q_D(x) / q_1(x) is proportional to sum_c p(c | x)^2, how concentrated x's continuation
+    is. The estimate. M particles s_i are drawn from the model (first token from p, then
+    each next token from p given the particle so far), so "weight by probability" is the
+    importance weight of p^2 against p: w_i ∝ p(s_i), self-normalised over the M (q̂ is a
+    ratio of two unbiased sums: consistent, biased O(1/M); an unbiased q̂ does not exist for
+    an unknown normaliser). The last token is summed out instead of drawn (E_c p(c) =
+    sum_c p(c)^2 exactly, `sample_step`), so at depth 2 only the first tokens are random.
+    q̂_1 uses the same particles with w_i ∝ p(x_i): the contrast q̂_D - q̂_1 is exactly 0 at
+    depth 1 and the draw's noise in which first tokens appear cancels in it.
+
+    The draws come from ``generator`` (default: torch's global generator, which training
+    seeds), so the result is deterministic for a seed. One forward and depth - 1 cached
+    steps over M tokens per position, as `amplified_scores` (the same engine).
+
+    Returns (N = number of positions, M = particles), all on the model's device:
+      rows, ts, targets, logp_true [N]   as `amplified_scores`
+      first_tokens [N, M]                each particle's first token (drawn from p, repeats allowed)
+      first_logp [N, M]                  log p of it
+      sample_tokens [N, M, max(D-1, 1)]  the particle's drawn tokens (the D-th is summed out)
+      sample_logweights [N, M]           log p(first D-1 tokens) + log sum_c p(c | them)^2
+      sample_weights [N, M]              w_i: q̂_D = their sum per first token
+      first_weights [N, M]               the depth-1 weights, p(x_i) normalised over the M
+      q_true, q1_true [N]                q̂_D(x_{t+1}) and q̂_1(x_{t+1})
+    """
+    with eval_mode(model):
+        input_ids, attention_mask, pos_ids, rows, ts, targets, logp, cache = _prefix_pass(
+            model, input_ids, attention_mask, positions, use_cache=depth > 1)
+        first = torch.multinomial(logp.exp(), particles, replacement=True, generator=generator) if len(rows) \
+            else torch.empty(0, particles, dtype=torch.long, device=logp.device)
+        first_logp = logp.gather(1, first)
+        tokens, logweights = _search_from_cache(model, cache, attention_mask, pos_ids, rows, ts, logp, particles,
+                                                depth, first=(first_logp, first), step=sample_step(generator))
+    weights, first_weights = torch.softmax(logweights, dim=-1), torch.softmax(first_logp, dim=-1)
+    return {
+        "rows": rows,
+        "ts": ts,
+        "targets": targets,
+        "logp_true": logp.gather(1, targets[:, None])[:, 0],
+        "first_tokens": first,
+        "first_logp": first_logp,
+        "sample_tokens": tokens,
+        "sample_logweights": logweights,
+        "sample_weights": weights,
+        "first_weights": first_weights,
+        "q_true": q_mass(first, weights, targets),
+        "q1_true": q_mass(first, first_weights, targets),
+    }
+
+
 def q_mass(first_tokens: torch.Tensor, beam_weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """q(token) for each row: the summed weight of the beams whose first token it is."""
     return (beam_weights * (first_tokens == tokens[:, None])).sum(-1)
@@ -436,7 +561,21 @@ def lookahead_shift(amp: dict[str, torch.Tensor]) -> torch.Tensor:
     return (q_d - q_1).double()
 
 
-def lookahead_movement(amp: dict[str, torch.Tensor], logp_top: torch.Tensor | None = None) -> torch.Tensor:
+def lookahead_support(amp: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the lookahead shift q_D - q_1 lives: tokens [N, K], the shift there (float64)
+    and log p there when amplified [N, K].
+
+    Beams (`amplified_scores`): the top W tokens of p, one entry per token
+    (`lookahead_shift`). Particles (`sampled_scores`): one entry per particle, w_i - w1_i at
+    its first token; a token drawn twice has two entries, which add up, and that is exact
+    wherever the shift is used linearly (`lookahead_movement`), not under a clamp.
+    """
+    if "sample_weights" in amp:
+        return amp["first_tokens"], (amp["sample_weights"] - amp["first_weights"]).double(), amp["first_logp"]
+    return amp["top_tokens"], lookahead_shift(amp), amp["top_logp"]
+
+
+def lookahead_movement(amp: dict[str, torch.Tensor], logp_support: torch.Tensor | None = None) -> torch.Tensor:
     """First-order movement toward the amplified prediction, beyond truncation, of one
     cross-entropy step on each token: [N], float64.
 
@@ -445,13 +584,14 @@ def lookahead_movement(amp: dict[str, torch.Tensor], logp_top: torch.Tensor | No
     movement toward q is m(q) = (p - q)·(p - e_y). The lookahead part, m(q_D) - m(q_1), is
         m = (q_D(y) - q_1(y)) - Σ_x (q_D(x) - q_1(x)) p(x),
     exactly 0 for a depth-1 search. Positive: training on this token moves the model toward
-    what deeper search finds. ``logp_top`` (default: the model's log p at the top tokens when
-    amplified) lets a caller use the log p of the very forward pass it trains on.
+    what deeper search finds. It is linear in q_D - q_1, so it works on beams and on
+    particles alike (`lookahead_support`). ``logp_support`` (default: the model's log p there
+    when amplified) lets a caller use the log p of the very forward pass it trains on.
     """
-    shift = lookahead_shift(amp).double()
-    p_top = (amp["top_logp"] if logp_top is None else logp_top).double().exp()
-    on_true = (shift * (amp["top_tokens"] == amp["targets"][:, None])).sum(-1)
-    return on_true - (shift * p_top).sum(-1)
+    tokens, shift, logp = lookahead_support(amp)
+    p = (logp if logp_support is None else logp_support).double().exp()
+    on_true = (shift * (tokens == amp["targets"][:, None])).sum(-1)
+    return on_true - (shift * p).sum(-1)
 
 
 def gain_per_position(logp_true: torch.Tensor, q_true: torch.Tensor, lam: float) -> torch.Tensor:

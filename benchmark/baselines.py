@@ -1,4 +1,4 @@
-"""The reference baselines the harness trains: unstunted, myopic and three stunted variants
+"""The reference baselines the harness trains: unstunted, myopic and four stunted variants
 (plus a random-init model of the same architecture), each saved as a submission.
 
 A baseline lives in ``submissions/ref-<variant>-s<seed>/``: its ``submission.toml`` and one

@@ -1,4 +1,4 @@
-"""The training losses of the reference baselines: ordinary, myopic and three stunted variants.
+"""The training losses of the reference baselines: ordinary, myopic and four stunted variants.
 
 The training loop enters ``prepared(model, variant, cfg)`` once per run (a context manager:
 the myopic attention is installed inside it and removed on the way out, so a saved model is
@@ -30,8 +30,14 @@ exactly the plain loss for a search of depth 1:
   batch's first-order movement toward q_D beyond q_1 is zero in magnitude and, where that
   leaves at least half the tokens' worth of effective sample, in count; see
   `balance_weights` for which constraint gives way first.
+- ``stunted-sampled`` (v4): v3's balance against the sampled amplified distribution q̂ of
+  `benchmark.amplify.sampled_scores` (M particles of depth D drawn from the model, weighted
+  by their probability) instead of the beams' q. For every draw the weights cancel the
+  batch's first-order movement toward q̂_D beyond q̂_1, so its expectation over the draws
+  is 0 too; docs/design.md says what that leaves toward the exact q.
 
-q comes from `benchmark.amplify.amplified_scores` on the current weights, in eval mode
+q comes from `benchmark.amplify.amplified_scores` (v4: `sampled_scores`, drawing from torch's
+global generator, which training seeds, so a run stays bit-deterministic) on the current weights, in eval mode
 (dropout off) without gradient, before each update. Where it is computed is set by
 ``StuntConfig.positions``; every loss position carries its ordinary CE with weight 1 unless
 the variant's rule changes it, so the variants train on the same positions:
@@ -50,7 +56,9 @@ Cost (bench/bench_train_step.py, 4 layers × 128, vocab 2,000, batch 32 × 64, W
 thread, as a multiple of the unstunted step): myopic 0.9–1.05x; stunted with "sample" at
 0.5 (the default) 2.1–2.2x, at 0.25 1.7x; with "all" 3.0–3.3x; with "decisions" 1.6x.
 The amplification costs one no-grad forward plus one over W·(D-1) beam tokens per
-amplified position, which is why "all" sits at about 3x.
+amplified position, which is why "all" sits at about 3x. stunted-sampled feeds M·(D-1)
+particle tokens instead: at M=16 (the default) 5.0x unstunted and 2.3x stunted-balance, at
+M=64 17.5x (one run, side by side).
 """
 
 from __future__ import annotations
@@ -62,8 +70,9 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from benchmark.amplify import (DEFAULT_DEPTH, DEFAULT_WIDTH, amplified_scores, gain_per_position,
-                               lookahead_movement, lookahead_shift, position_ids_from_mask)
+from benchmark.amplify import (DEFAULT_DEPTH, DEFAULT_PARTICLES, DEFAULT_WIDTH, amplified_scores,
+                               gain_per_position, lookahead_movement, lookahead_shift, lookahead_support,
+                               position_ids_from_mask, sampled_scores)
 from benchmark.variants import VARIANTS
 
 MYOPIC = "myopic"  # the attention implementation's registered name
@@ -74,7 +83,8 @@ class StuntConfig:
     """Settings of the myopic and stunted losses (unused fields are ignored by a variant)."""
 
     width: int = DEFAULT_WIDTH  # beam width W of the amplification (the evaluation's too)
-    depth: int = DEFAULT_DEPTH  # beam depth D (the evaluation's too)
+    depth: int = DEFAULT_DEPTH  # beam depth D (the evaluation's too), and the particles' depth
+    particles: int = DEFAULT_PARTICLES  # stunted-sampled: continuations M drawn per amplified position
     positions: str = "sample"  # where to amplify: "all" | "sample" | "decisions"
     sample_frac: float = 0.5  # share of loss positions amplified with positions="sample"
     beta: float = 0.0  # myopic: gradient scale through earlier positions (1 = ordinary)
@@ -294,7 +304,7 @@ def stunt_weights(
     if variant == "stunted-skip":
         w = (~helps).double()
         stats["frac_dropped"] = 1.0 - w.mean().item() if len(w) else 0.0
-    elif variant == "stunted-balance":
+    elif variant in ("stunted-balance", "stunted-sampled"):  # v4 is v3's rule on sampled q̂
         movement = lookahead_movement(amp, logp_top)
         # With "sample" the other loss tokens are a random sample like these, so their
         # expected movement is counted; with "decisions" they are not (and not balanced).
@@ -304,7 +314,7 @@ def stunt_weights(
         stats["movement_mean"] = movement.mean().item()
         stats["movement_abs_mean"] = movement.abs().mean().item()
     else:
-        raise ValueError(f"stunt_weights is for stunted-skip and stunted-balance, not {variant!r}")
+        raise ValueError(f"stunt_weights is for stunted-skip, -balance and -sampled, not {variant!r}")
     weights[amp["rows"], amp["ts"]] = w
     return weights, stats
 
@@ -340,7 +350,9 @@ def training_loss(
     if variant.startswith("stunted"):
         where = amplified_positions(loss_mask, cfg, decision_mask)
         rows, ts = where.nonzero(as_tuple=True)
-        if len(rows):
+        if len(rows) and variant == "stunted-sampled":
+            amp = sampled_scores(model, input_ids, attention_mask, torch.stack([rows, ts], 1), cfg.particles, cfg.depth)
+        elif len(rows):
             amp = amplified_scores(model, input_ids, attention_mask, torch.stack([rows, ts], 1), cfg.width, cfg.depth)
 
     logits = model(input_ids=input_ids, attention_mask=attention_mask,
@@ -369,7 +381,8 @@ def training_loss(
         return plain + cfg.penalty_weight * penalty, stats
 
     # The movement uses p of this very forward pass (the one the step trains), detached.
-    logp_top = (amp_logits.gather(-1, amp["top_tokens"]) - amp_logits.logsumexp(-1, keepdim=True)).detach()
+    support = lookahead_support(amp)[0]
+    logp_top = (amp_logits.gather(-1, support) - amp_logits.logsumexp(-1, keepdim=True)).detach()
     weights, more = stunt_weights(variant, loss_mask, amp, cfg, logp_top)
     stats.update(more)
     # Divided by the number of loss positions, not by the weights' sum: a skipped token
