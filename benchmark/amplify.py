@@ -66,10 +66,13 @@ DEFAULT_PARTICLES = 16  # M of the sampled amplification (`sampled_scores`)
 
 @dataclass
 class BeamResult:
-    """Beams for N prefixes, best first: tokens [N, W, D] and summed log-probs [N, W]."""
+    """Beams for N prefixes, best first: tokens [N, W, D] and summed log-probs [N, W]; and
+    log p [N, V], the model's next-token distribution at the end of each prefix (the beams'
+    first step), so a decoder gets p and q from one search."""
 
     tokens: torch.Tensor
     logprobs: torch.Tensor
+    next_logp: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -337,11 +340,11 @@ def beam_search(
     device = model_device(model)
     if len(prefixes) == 0:
         empty = torch.empty(0, width, depth, dtype=torch.long, device=device)
-        return BeamResult(empty, torch.empty(0, width, device=device))
+        return BeamResult(empty, torch.empty(0, width, device=device), torch.empty(0, 0, device=device))
     # Sorting by length puts similar lengths in one batch: the prefix pass, which dominates
     # the cost, then wastes little time on padding (1.6x faster on prefixes of 8..48 tokens).
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
-    all_tokens, all_scores = [], []
+    all_tokens, all_scores, all_logp = [], [], []
     with eval_mode(model):
         for s in range(0, len(prefixes), batch_size):
             ids, mask = _left_pad([prefixes[i] for i in order[s : s + batch_size]], device)
@@ -356,9 +359,11 @@ def beam_search(
             tokens, scores = _search_from_cache(model, cache, mask, pos, rows, ts, logp, width, depth)
             all_tokens.append(tokens)
             all_scores.append(scores)
+            all_logp.append(logp)
     back = torch.empty(len(order), dtype=torch.long, device=device)
     back[torch.tensor(order, device=device)] = torch.arange(len(order), device=device)
-    return BeamResult(tokens=torch.cat(all_tokens)[back], logprobs=torch.cat(all_scores)[back])
+    return BeamResult(tokens=torch.cat(all_tokens)[back], logprobs=torch.cat(all_scores)[back],
+                      next_logp=torch.cat(all_logp)[back])
 
 
 def _as_positions(
@@ -542,6 +547,18 @@ def sampled_scores(
         "q_true": q_mass(first, weights, targets),
         "q1_true": q_mass(first, first_weights, targets),
     }
+
+
+def amplified_distribution(beams: BeamResult, lam: float) -> torch.Tensor:
+    """p_λ = (1 - λ)·p + λ·q over the whole vocabulary at the end of each prefix: [N, V],
+    float64, from one `beam_search`. q is the beams' definition above: each first token gets
+    the summed weight (softmax of the beam log-probs over the W) of the beams it starts."""
+    p = beams.next_logp.double().exp()
+    if lam == 0:
+        return p
+    weights = torch.softmax(beams.logprobs.double(), dim=-1)
+    q = torch.zeros_like(p).scatter_add_(1, beams.tokens[:, :, 0], weights)
+    return (1 - lam) * p + lam * q
 
 
 def q_mass(first_tokens: torch.Tensor, beam_weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -375,6 +375,68 @@ def evaluate(submission, task_names, profile, force, real_files, shard, submissi
         sys.exit(1)
 
 
+# ---------------------------------------------------------------------------- sample
+
+
+def _amplify(text: str) -> tuple[int, int, float]:
+    """W,D,λ as given to --amplify: two positive integers and a number in [0, 1]."""
+    parts = text.split(",")
+    try:
+        width, depth, lam = int(parts[0]), int(parts[1]), float(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        _fail(f"--amplify takes W,D,λ (beam width, beam depth, mixing weight), e.g. 4,2,0.5; got {text!r}")
+    if width < 1 or depth < 1 or not 0 <= lam <= 1:
+        _fail(f"--amplify W,D,λ needs W >= 1, D >= 1 and 0 <= λ <= 1; got {text!r}")
+    return width, depth, lam
+
+
+@main.command()
+@click.argument("model")
+@click.option("--amplify", "amplify", required=True, metavar="W,D,λ",
+              help="Sample from p_λ = (1-λ)p + λq, q from a beam search of width W and depth D "
+                   "(λ = 0: plain sampling from p).")
+@click.option("--task", "task_name", default="rhymes", show_default=True, help="The task whose test prompts are decoded.")
+@click.option("--n", default=10, show_default=True, type=click.IntRange(min=1), help="Test prompts to decode.")
+@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
+@click.option("--temperature", default=1.0, show_default=True, type=float, help="Sampling temperature on p_λ.")
+@click.option("--greedy", is_flag=True, help="Take the argmax of p_λ instead of sampling.")
+@submissions_option
+@path_option("--references", REFERENCES_HELP)
+def sample(model: str, amplify: str, task_name: str, n: int, seed: int, temperature: float, greedy: bool,
+           submissions: Path, references: Path | None) -> None:
+    """Decode a task's test prompts with MODEL (a submission's name or folder, or a model
+    folder) from the amplified distribution, and show whether each passes the verifier."""
+    width, depth, lam = _amplify(amplify)
+    if not temperature > 0:
+        _fail(f"--temperature must be positive, got {temperature}")
+    from benchmark.evaluate import rate_of
+    from benchmark.safety import SubmissionError
+
+    _get_task_or_exit(task_name)
+    try:
+        from benchmark.decoding import Decoding
+
+        decoding = Decoding(width, depth, lam, greedy, temperature, seed)
+        ws = pipeline.workspace("full", submissions, references)
+        folder, rows = pipeline.sample(model, task_name, ws.submission_dirs, decoding, n)
+    except (SubmissionError, ValueError, OSError) as err:
+        _fail(err)
+    how = "greedy on" if greedy else f"sampled (seed {seed}, temperature {temperature:g}) from"
+    console.print(f"[bold]{escape(task_name)}[/bold] with {escape(str(folder))}: {how} p_λ, "
+                  f"W={width}, D={depth}, λ={lam:g}")
+    table = Table(show_lines=False)
+    for column in ("#", "group", "prompt", "completion", "passes"):
+        table.add_column(column, overflow="fold")
+    for i, row in enumerate(rows):
+        table.add_row(str(i), escape(row.group), escape(row.prompt[-60:]), escape(row.completion),
+                      "[green]yes[/green]" if row.passed else "[red]no[/red]")
+    console.print(table)
+    rate = rate_of(sum(r.passed for r in rows), len(rows))
+    console.print(f"{rate['k']}/{rate['n']} pass: {rate['value']:.3f} [{rate['lo']:.3f}, {rate['hi']:.3f}] (Wilson 95%)")
+
+
 # ---------------------------------------------------------------------------- leaderboard
 
 

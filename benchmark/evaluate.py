@@ -5,6 +5,7 @@ The steps, in order (each a function below):
 1. data: the task's dev and test splits (dev trains probes and picks λ; test scores);
 2. success: the task's solver plays each test prompt with greedy and with beam search, the
    task's verifier judges; Wilson intervals, overall and per group;
+   amplified decoding: the same prompts sampled from p and from p_λ (`benchmark.decoding`);
 3. token scores: one pass gives the log-probability of every completion token (task loss)
    and, through `benchmark.amplify`, the amplified distribution's probability of it;
    amplification gain with λ picked on dev, reported on test with a bootstrap interval;
@@ -58,6 +59,8 @@ class EvalConfig:
     n_boot: int = 1000
     batch_size: int = 64
     causal_pairs: int = 200  # (recipient, donor) pairs of the causal check, over both halves
+    max_sampled: int = 300  # test prompts decoded by sampling, plain and from p_λ (W, D as above)
+    sample_lambda: float = 0.5  # λ of amplified decoding: fixed, as success is too dear to tune on dev
     # (task, path, sha256) of files scored as a task's "real" split instead of its own
     # (`Task.with_real_file`); the hash keys the cache to the file's content.
     real_files: tuple[tuple[str, str, str], ...] = ()
@@ -105,6 +108,35 @@ def success_rates(task, examples: list[dict], completions: list[str]) -> tuple[d
 def solver(loaded: LoadedModel, max_words: int, num_beams: int, batch_size: int):
     """The model side of a task's solver (`tasks.base.CompleteFn`)."""
     return lambda texts: complete(loaded, texts, max_words, num_beams, batch_size)
+
+
+def decoding_success(loaded: LoadedModel, task, scored: list[dict], greedy_out: list[str],
+                     beam_out: list[str], cfg: EvalConfig) -> tuple[dict, dict[str, list[str]]]:
+    """Amplified decoding against the other decoders, on the first ``cfg.max_sampled``
+    scored test prompts: greedy and beam(W) (their completions given), plain sampling from
+    p, sampling from p_λ with the cell's W and D, and the same at depth 1 (truncation to the
+    top W, no lookahead). The samplers share one seed, so each prompt draws the same
+    uniforms under each (paired); ``lift`` and ``lookahead_lift`` are the per-prompt
+    differences of success, amplified − plain and depth D − depth 1, bootstrapped.
+    Returns the metric and the sampled completions by decoder."""
+    from benchmark import decoding
+
+    items = scored[: cfg.max_sampled]
+    decoders = {"sampling": decoding.Decoding(lam=0.0, seed=cfg.seed),
+                "amplified": decoding.Decoding(cfg.amp_width, cfg.amp_depth, cfg.sample_lambda, seed=cfg.seed),
+                "amplified_depth1": decoding.Decoding(cfg.amp_width, 1, cfg.sample_lambda, seed=cfg.seed)}
+    out = {"width": cfg.amp_width, "depth": cfg.amp_depth, "lambda": cfg.sample_lambda,
+           "temperature": 1.0, "seed": cfg.seed, "split": "test"}
+    out["greedy"], _ = success_rates(task, items, greedy_out[: len(items)])
+    out["beam"], _ = success_rates(task, items, beam_out[: len(items)])
+    flags, completions = {}, {}
+    for name, how in decoders.items():
+        completions[name] = task.play(items, decoding.solver(loaded, task.max_words, how, cfg.batch_size))
+        out[name], flags[name] = success_rates(task, items, completions[name])
+    diff = lambda a, b: np.array(flags[a], float) - np.array(flags[b], float)
+    out["lift"] = _mean_ci(diff("amplified", "sampling"), cfg)
+    out["lookahead_lift"] = _mean_ci(diff("amplified", "amplified_depth1"), cfg)
+    return out, completions
 
 
 # --------------------------------------------------------------------------------------
@@ -514,6 +546,10 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
         metrics[f"baseline_{name}"], _ = success_rates(task, scored, task.play(scored, baseline))
     lap("beam")
 
+    progress(f"amplified decoding (W={cfg.amp_width}, D={cfg.amp_depth}, λ={cfg.sample_lambda})")
+    metrics["amplified_decoding"], sampled = decoding_success(loaded, task, scored, test_out, beam_out, cfg)
+    lap("amplified_decoding")
+
     progress("amplification")
     dev_scores = token_scores(loaded, task, dev[: cfg.max_amp_examples], cfg)
     test_scores = token_scores(loaded, task, test[: cfg.max_amp_examples], cfg)
@@ -541,6 +577,8 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
          "reference": ex["completion"], "greedy": g, "greedy_ok": gf, "beam": b, "beam_ok": bf}
         for ex, g, gf, b, bf in zip(scored, test_out, greedy_flags, beam_out, beam_flags)
     ]
+    for i, row in enumerate(examples[: cfg.max_sampled]):  # the sampled completions, by decoder
+        row.update({name: out[i] for name, out in sampled.items()})
     fingerprint = stats_fingerprint(dev + test)
     return {"metrics": metrics, "examples": examples, "timings": timings,
             "data": {"dev": len(dev), "test": len(test), "fingerprint": fingerprint}}

@@ -276,6 +276,20 @@ class _WordBudget:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def word_budget(loaded: LoadedModel, prompt_length: int, max_words: int,
+                stop_from: int | None = None) -> tuple[int, _WordBudget | None]:
+    """The token budget of a continuation of ``max_words`` words after ``prompt_length``
+    prompt tokens, and its stop (None for a word-level tokenizer, whose budget is exact;
+    else a `_WordBudget` that reads the generated tokens from column ``stop_from``, by
+    default ``prompt_length``: a batch laid out as `generate` lays it out)."""
+    tok = loaded.tokenizer
+    exact = one_token_per_word(tok)
+    max_new = max_words if exact else max_words * TOKENS_PER_WORD
+    if loaded.context:  # never past the model's context (the prompts fit: `check_model_sanity`)
+        max_new = max(1, min(max_new, loaded.context - prompt_length))
+    return max_new, None if exact else _WordBudget(tok, prompt_length if stop_from is None else stop_from, max_words)
+
+
 def generate_words(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, max_words: int,
                    num_beams: int = 1) -> list[str]:
     """Greedy or beam continuations of a left-padded batch, at most ``max_words`` words and
@@ -283,12 +297,10 @@ def generate_words(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, m
     from transformers import StoppingCriteriaList
 
     tok = loaded.tokenizer
-    exact = one_token_per_word(tok)
-    budget = {"max_new_tokens": max_words} if exact else {
-        "max_new_tokens": max_words * TOKENS_PER_WORD,
-        "stopping_criteria": StoppingCriteriaList([_WordBudget(tok, ids.shape[1], max_words)])}
-    if loaded.context:  # never past the model's context (the prompts fit: `check_model_sanity`)
-        budget["max_new_tokens"] = max(1, min(budget["max_new_tokens"], loaded.context - ids.shape[1]))
+    max_new, stop = word_budget(loaded, ids.shape[1], max_words)
+    budget = {"max_new_tokens": max_new}
+    if stop:
+        budget["stopping_criteria"] = StoppingCriteriaList([stop])
     gen = loaded.model.generate(
         input_ids=ids, attention_mask=mask, num_beams=num_beams, do_sample=False,
         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,

@@ -374,3 +374,57 @@ def validation_path(ws: Workspace) -> Path:
     from benchmark.report import VALIDATION_FILE
 
     return ws.results / VALIDATION_FILE
+
+
+# ---------------------------------------------------------------------------- sample
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """One prompt decoded by `sample`: what the model wrote and whether the verifier passes it."""
+
+    prompt: str
+    completion: str
+    passed: bool
+    group: str
+
+
+def model_folder(spec: str, task: str, dirs: Sequence[Path]) -> Path:
+    """The model folder that answers ``task`` for ``spec``: a model folder itself (with a
+    config.json), a submission folder, or a submission's name under ``dirs``. Raises
+    `benchmark.safety.SubmissionError` (one line) when there is none."""
+    from benchmark.safety import SubmissionError
+    from benchmark.submissions import read_submission
+
+    path = Path(spec)
+    if (path / "config.json").is_file():
+        return path
+    folder = submission_folders([spec], dirs)[0]
+    if not (folder / "submission.toml").is_file():
+        raise SubmissionError(f"no model folder or submission {spec!r} (looked in {', '.join(map(str, dirs))})")
+    submission = read_submission(folder)
+    if submission.tasks is not None and task not in submission.tasks:  # None: every task
+        raise SubmissionError(f"submission {submission.name} has no model for task {task} "
+                              f"(its tasks: {', '.join(submission.tasks)})")
+    return submission.model_for(task)
+
+
+def sample(spec: str, task_name: str, dirs: Sequence[Path], decoding, n: int) -> tuple[Path, list[Sampled]]:
+    """`mesabench sample`: decode the first ``n`` prompts of ``task_name``'s test split (the
+    full profile's, data seed 0, as the evaluation scores them) with the model of ``spec``
+    under ``decoding`` (`benchmark.decoding.Decoding`), each judged by the task's verifier.
+    Raises SubmissionError for a model that cannot be used, KeyError for an unknown task."""
+    quiet_libraries()
+    from benchmark import decoding as decoders
+    from benchmark.evaluate import check_model_sanity
+    from benchmark.models import load_model
+    from tasks import get_task
+
+    task = get_task(task_name)
+    folder = model_folder(spec, task.name, dirs)
+    loaded = load_model(folder)
+    examples = list(task.generate("test", task.sizes["full"][1], 0))[:n]
+    check_model_sanity(loaded, examples)
+    completions = task.play(examples, decoders.solver(loaded, task.max_words, decoding))
+    return folder, [Sampled(ex["prompt"], c, bool(task.check(ex, c)), task.group(ex))
+                    for ex, c in zip(examples, completions)]

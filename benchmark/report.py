@@ -8,6 +8,7 @@ spells no key of a result file) and writes ``leaderboard.md`` with:
   ranked by the lookahead index over the tasks the row has learned, and the null model's floor;
 - the headline experiment: every variant against unstunted, per task, as a difference of
   seed means with a Welch t interval, and a paragraph generated from those tests;
+- amplified decoding: success of sampling from p_λ against greedy, beam and plain sampling;
 - per-task detail: success by group, baselines, gain(D), gain(1) and the lookahead gain,
   probes with their controls, future lens;
 - plots (selectivity by layer per model and per variant, lookahead gain per variant).
@@ -167,6 +168,24 @@ def causal_follow(cell: Cell) -> Figure | None:
     """The causal follow rate of the model at its cross-fitted best layer."""
     causal = metrics(cell).causal
     return follow_figure(causal.model) if causal else None
+
+
+def decoder_success(decoder: str, group: str | None = None) -> "Extract":
+    """The success of one decoder of the amplified-decoding metric ("greedy", "beam",
+    "sampling", "amplified", "amplified_depth1"), overall or on one group."""
+    def extract(cell: Cell) -> Figure | None:
+        amp = metrics(cell).amplified_decoding
+        rates = getattr(amp, decoder) if amp else None
+        return rate_figure(rates.groups.get(group) if group else rates.all) if rates else None
+    return extract
+
+
+def decoding_lift(name: str) -> "Extract":
+    """A paired success difference of amplified decoding ("lift" or "lookahead_lift")."""
+    def extract(cell: Cell) -> Figure | None:
+        amp = metrics(cell).amplified_decoding
+        return mean_figure(getattr(amp, name)) if amp else None
+    return extract
 
 
 Extract = Callable[[Cell], "Figure | None"]
@@ -618,6 +637,53 @@ def headline_paragraph(comparisons: list[Comparison], base_figures: dict[str, di
     return " ".join(sentences)
 
 
+# ---------------------------------------------------------------------- amplified decoding
+
+
+DECODERS = ("greedy", "beam", "sampling", "amplified", "amplified_depth1")
+SEPARATE_GROUPS = ("dead-end",)  # groups shown on their own line (the seed's dead-end rhymes)
+
+
+def amplified_decoding_section(rows: list[Row], tasks: list[str]) -> list[str]:
+    """Success of sampling from p_λ against greedy, beam(W) and plain sampling, per row and
+    task (a reference's seeds pooled), with the dead-end groups on lines of their own."""
+    cells = [c for r in rows for t in tasks for c in r.ok(t) if metrics(c).amplified_decoding]
+    if not cells:
+        return []
+    amp = metrics(cells[0]).amplified_decoding
+    out = ["## Amplified decoding", "",
+           f"Success on the first {amp.greedy.all.n} test prompts of each task ({amp.split} split) when "
+           f"each next token is sampled from p_λ = (1 − λ)·p + λ·q, q the first tokens of the W "
+           f"beams of a depth-D search (W = {amp.width}, D = {amp.depth}, λ = {fmt(amp.lam, 2)}, "
+           f"temperature {fmt(amp.temperature, 1)}, seed {amp.seed}), against greedy, beam({amp.width}) "
+           "and plain sampling from p; \"depth 1\" samples from p_λ with a depth-1 search, which only "
+           "truncates to the top W. The samplers share their seed, so **lift** (amplified − plain "
+           "sampling) and **lookahead lift** (depth D − depth 1) are paired per prompt (bootstrap 95% "
+           "CI); rates have Wilson 95% CIs (k/n), a reference's seeds are pooled (t interval over seeds).", ""]
+    head = ["submission", "task", "group", "greedy", f"beam({amp.width})", "plain sampling",
+            f"amplified (D={amp.depth})", "amplified (depth 1)", "lift", "lookahead lift"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    separate = set()
+    for task in tasks:
+        for row in rows:
+            ok = [c for c in row.ok(task) if metrics(c).amplified_decoding]
+            if not ok:
+                continue
+            groups = sorted({g for c in ok for g in metrics(c).amplified_decoding.sampling.groups} & set(SEPARATE_GROUPS))
+            separate.update(groups)
+            for group in [None, *groups]:
+                line = [row.label, escape(task), escape(group) if group else "all"]
+                line += [show(pooled(ok, decoder_success(d, group)), basis=len(ok) == 1) for d in DECODERS]
+                line += ["–" if group else show(pooled(ok, decoding_lift(name)), basis=False)
+                         for name in ("lift", "lookahead_lift")]
+                out.append("| " + " | ".join(line) + " |")
+    out.append("")
+    if not separate:
+        out += ["No task's results hold dead-end items (a group named " + ", ".join(f'"{g}"' for g in SEPARATE_GROUPS)
+                + "), so none is shown apart.", ""]
+    return out
+
+
 # ---------------------------------------------------------------------- per task
 
 
@@ -1050,6 +1116,7 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
         "## Headline experiment: does stunting reduce lookahead?", "",
         *headline_section(rows, order, plot_dir, md_dir), "",
         *natural_section(rows, natural, _stale_names(cells, submission_dirs)),
+        *amplified_decoding_section(rows, order + natural),
         "## Per task", "",
     ]
     for task in order + natural:

@@ -22,6 +22,7 @@ written by harness 4::
       baselines                      {name: SuccessRates}    stored as "baseline_<name>"
       task_loss                      MeanCI
       amplification_gain             AmplificationGain: gain(D), gain(1) and lookahead = gain(D) - gain(1)
+      amplified_decoding             AmplifiedDecoding: success of sampling from p_λ against greedy, beam, plain sampling
       plan_probe                     {target: PlanProbe {reference, own: Selectivity}}
       future_lens                    FutureLensPair {reference, own: FutureLens}
       causal                         CausalCheck {model, random-init: FollowRate}: patching the decision state
@@ -239,6 +240,30 @@ class AmplificationGain(Record):
     groups: dict[str, GroupGain] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AmplifiedDecoding(Record):
+    """Success when decoding from p_λ (`benchmark.decoding`) against the other decoders, on
+    the same test prompts (``split``; Wilson intervals, overall and per group): greedy,
+    beam(W) of success_beam, plain sampling from p, sampling from p_λ with a width-W,
+    depth-D search, and the same at depth 1 (truncation to the top W, no lookahead). The
+    samplers share ``seed``; ``lift`` (amplified − plain sampling) and ``lookahead_lift``
+    (depth D − depth 1) are paired per-prompt differences with bootstrap intervals."""
+
+    width: int
+    depth: int
+    lam: float = _renamed("lambda")
+    temperature: float
+    seed: int
+    split: str
+    greedy: SuccessRates
+    beam: SuccessRates
+    sampling: SuccessRates
+    amplified: SuccessRates
+    amplified_depth1: SuccessRates
+    lift: MeanCI | None
+    lookahead_lift: MeanCI | None
+
+
 # ------------------------------------------------------------------ probes
 
 
@@ -398,14 +423,15 @@ class Metrics(Record):
     baselines: dict[str, SuccessRates] = field(default_factory=dict)
     task_loss: MeanCI | None = None
     amplification_gain: AmplificationGain | None = None
+    amplified_decoding: AmplifiedDecoding | None = None
     plan_probe: dict[str, PlanProbe] = field(default_factory=dict)
     future_lens: FutureLensPair | None = None
     causal: CausalCheck | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     # The stored keys of the typed fields that are stored under their own name.
-    _PLAIN = ("success_greedy", "success_beam", "task_loss", "amplification_gain", "plan_probe",
-              "future_lens", "causal")
+    _PLAIN = ("success_greedy", "success_beam", "task_loss", "amplification_gain", "amplified_decoding",
+              "plan_probe", "future_lens", "causal")
 
     @classmethod
     def _from_json(cls, value: Any, where: str) -> "Metrics":

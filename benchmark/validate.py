@@ -54,12 +54,13 @@ def _check(group: str, name: str, expected: str, measured: str, passed: bool | N
 # --------------------------------------------------------------------------- gain
 
 
-def toy_lookahead_model(steps: int = 120, seed: int = 0):
+def toy_lookahead_model(steps: int = 120, seed: int = 0, weights: tuple[float, ...] = (0.3, 0.233, 0.233, 0.234)):
     """A tiny GPT-2 trained on a language where searching one step deeper pays: after BOS,
     token A (p = 0.3) is always followed by Z, while B, C, D (p ~ 0.23 each) are followed
     by any of 16 tokens. Returns (model, text): ``text`` starts with A, so a depth-2 search
     (which sees that A's future is certain) gives the truth more mass than truncation to the
-    top W (which gives A only its ~0.3)."""
+    top W (which gives A only its ~0.3). ``weights``: other probabilities of A, B, C, D
+    (with B above A, greedy decoding picks B where a depth-2 search picks A)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -72,7 +73,7 @@ def toy_lookahead_model(steps: int = 120, seed: int = 0):
     cfg._attn_implementation = "sdpa"
     model = GPT2LMHeadModel(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    firsts, weights = torch.tensor([A, B, C, D]), torch.tensor([0.3, 0.233, 0.233, 0.234])
+    firsts, weights = torch.tensor([A, B, C, D]), torch.tensor(weights)
     for _ in range(steps):
         first = firsts[torch.multinomial(weights, 64, True, generator=g)]
         second = torch.where(first == A, torch.full((64,), Z), tails[torch.randint(len(tails), (64,), generator=g)])

@@ -61,10 +61,21 @@ def follow(k: int, n: int = 100, control_k: int = 0) -> dict:
             "follow": rate(k, n), "control": rate(control_k, n), "n_pairs": n, "control_position": "task"}
 
 
+def decoding(greedy: int, beam: int, sampling: int, amplified: int, depth1: int) -> dict:
+    """Amplified decoding: each decoder's k of 100, half of them on 50 dead-end prompts."""
+    def rates(k: int) -> dict:
+        return {"all": rate(k), "groups": {"couplet": rate(k - k // 2, 50), "dead-end": rate(k // 2, 50)}}
+    return {"width": 4, "depth": 2, "lambda": 0.5, "temperature": 1.0, "seed": 0, "split": "test",
+            "greedy": rates(greedy), "beam": rates(beam), "sampling": rates(sampling),
+            "amplified": rates(amplified), "amplified_depth1": rates(depth1),
+            "lift": mean_ci((amplified - sampling) / 100, 0.02), "lookahead_lift": mean_ci((amplified - depth1) / 100, 0.02)}
+
+
 def metrics(k: int, sel: float, sel_half: float = 0.02, lookahead: float = 0.001, loss: float = 1.0,
-            baseline_k: int | None = None, follow_k: int | None = None) -> dict:
+            baseline_k: int | None = None, follow_k: int | None = None, decoding_k: tuple | None = None) -> dict:
     """A cell's metrics: success k/100, own-target selectivity ``sel`` (± ``sel_half``),
-    lookahead gain at decisions, task loss, and an optional model-free baseline's k/100."""
+    lookahead gain at decisions, task loss, an optional model-free baseline's k/100, and
+    optionally amplified decoding (`decoding`'s five k)."""
     gain_d, gain_1 = 0.004 + lookahead, 0.004
     out = {
         "success_greedy": {"all": rate(k), "groups": {"couplet": rate(k // 2, 50), "dead-end": rate(k - k // 2, 50)}},
@@ -88,6 +99,8 @@ def metrics(k: int, sel: float, sel_half: float = 0.02, lookahead: float = 0.001
         out["baseline_random-guess"] = {"all": rate(baseline_k), "groups": {}}
     if follow_k is not None:
         out["causal"] = {"model": follow(follow_k), "random-init": follow(1)}
+    if decoding_k is not None:
+        out["amplified_decoding"] = decoding(*decoding_k)
     return out
 
 
