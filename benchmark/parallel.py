@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -33,6 +34,7 @@ Emit = Callable[[Any], None]
 BACKENDS = ("local", "ray")
 RAY_MISSING = "--backend ray needs ray: pip install 'mesabench[ray]'"
 POLL = 0.2  # seconds between looks at the message queue
+CONNECT_TIMEOUT = 10  # seconds: ray.init retries an unreachable address for minutes
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def run_jobs(fn: Callable[[Any, Emit], Any], jobs: Sequence[Any], workers: int,
         futures = {pool.submit(_run_job, fn, job, messages, init): i for i, job in enumerate(jobs)}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=POLL, return_when=FIRST_COMPLETED)
             _drain(messages, on_message)
         _drain(messages, on_message)
         return [f.result() for f in sorted(futures, key=futures.get)]
@@ -134,12 +136,25 @@ def _connect(ray, workers: int, address: str | None) -> None:
     quiet = {"logging_level": logging.ERROR, "include_dashboard": False}
     try:
         if address:
+            _check_reachable(address)
             ray.init(address=address, **quiet)
         else:
             ray.init(num_cpus=workers, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise BackendError(f"cannot start or reach {where}: {one_line(err)}") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Raise `ConnectionError` at once when nothing listens at a "host:port" address
+    (with or without ``ray://``); "auto" and other forms are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({err.strerror or err})") from None
 
 
 def _ray_jobs(fn: Callable[[Any, Emit], Any], jobs: Sequence[Any], workers: int,
