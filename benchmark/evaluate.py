@@ -59,7 +59,9 @@ class EvalConfig:
     n_boot: int = 1000
     batch_size: int = 64
     causal_pairs: int = 200  # (recipient, donor) pairs of the causal check, over both halves
-    max_sampled: int = 300  # test prompts decoded by sampling, plain and from p_λ (W, D as above)
+    # Test prompts decoded by sampling, plain and from p_λ (W, D as above): three passes that
+    # took 3-22 s per reference cell (median 13-29% of the cell), bench/bench_sample.py.
+    max_sampled: int = 300
     sample_lambda: float = 0.5  # λ of amplified decoding: fixed, as success is too dear to tune on dev
     # (task, path, sha256) of files scored as a task's "real" split instead of its own
     # (`Task.with_real_file`); the hash keys the cache to the file's content.

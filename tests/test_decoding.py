@@ -95,7 +95,9 @@ def test_the_leaderboard_shows_amplified_decoding_with_dead_ends_apart(tmp_path)
 
 def test_sample_command_on_a_submission_and_one_line_errors(tmp_path, tiny_model_dir):
     import benchmark.cli as cli
+    from test_submissions import build_nan_model
 
+    build_nan_model(tmp_path / "nan", tiny_model_dir)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "submission.toml").write_text(
         f'name = "tiny"\nmodel = "{tiny_model_dir}"\ntasks = ["rhymes"]\n')
@@ -110,7 +112,8 @@ def test_sample_command_on_a_submission_and_one_line_errors(tmp_path, tiny_model
                           ((str(tiny_model_dir), "--amplify", "2,2,0.5", "--task", "nope"), "unknown task"),
                           ((str(tmp_path / "missing"), "--amplify", "2,2,0.5"), "no model folder or submission"),
                           ((str(tmp_path / "sub"), "--amplify", "2,2,0.5", "--task", "constrained"),
-                           "has no model for task constrained")):
+                           "has no model for task constrained"),
+                          ((str(tmp_path / "nan"), "--amplify", "2,2,0.5"), "NaN or infinite logits")):
         bad = run(*args)
         assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
         assert message in bad.output
