@@ -105,15 +105,22 @@ def training_cost(cfg: TrainConfig) -> int:
 
 
 def train_job(job: dict, emit: Callable[[tuple], None]) -> str:
-    """Train one reference model into its folder (runs in a worker process)."""
-    label, cfg = job["label"], job["cfg"]
+    """Train one model into its folder (runs in a worker process): a reference, or the
+    pretrained stand-in's submission when the job has a ``standin`` config
+    (`benchmark.standin`), so a run trains both on the same workers."""
+    label, cfg = job["label"], job.get("cfg")
     emit(("training", label))
 
     def on_step(step: int, steps: int, loss: float) -> None:
         if step % max(1, steps // 100) == 0 or step == steps:
             emit(("step", label, step, steps, loss))
 
-    train_reference(cfg, Path(job["out"]), on_step, bottleneck_at=job.get("bottleneck_at"))
+    if "standin" in job:
+        from benchmark.standin import write_submission
+
+        write_submission(Path(job["out"]), job["standin"], on_step)
+    else:
+        train_reference(cfg, Path(job["out"]), on_step, bottleneck_at=job.get("bottleneck_at"))
     emit(("done", label))
     return label
 

@@ -315,6 +315,27 @@ def baselines_train(task_names, variants, seeds, profile, references, workers, b
                        tuple(seeds) or None, view, backend)
 
 
+@main.group()
+def standin() -> None:
+    """The pretrained stand-in: a small GPT-2 with a byte-level BPE tokenizer, trained here
+    on English and couplets, so the natural faces have a pretrained-style model to score."""
+
+
+@standin.command("build")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The submission folder to write [default: submissions/standin-gpt2-bpe; "
+                   "runs/quick/references/standin-gpt2-bpe with --quick].")
+@click.option("--quick", is_flag=True, help="The smoke run's stand-in (seconds to build, learns little).")
+def standin_build(out: Path | None, quick: bool) -> None:
+    """Train the stand-in (deterministic: the same recipe gives the same weights) and write
+    it as a submission of the natural faces; kept when already built with this recipe.
+    `mesabench evaluate standin-gpt2-bpe` then scores it."""
+    ws = pipeline.workspace("quick" if quick else "full")
+    with _progress() as view:
+        folder = pipeline.build_standin(ws, out, view)
+    console.print(f"wrote {folder}")
+
+
 # ---------------------------------------------------------------------------- evaluate
 
 

@@ -4,7 +4,8 @@ Everything model-shaped that the rest of the harness needs goes through here:
 
 - `load_model` opens any Hugging Face causal LM folder safely (safetensors only, no
   remote code, local files only; see `benchmark.safety`).
-- `word_tokenizer` and `new_gpt2` make the reference models' tokenizer and architecture.
+- `word_tokenizer` and `new_gpt2` make the reference models' tokenizer and architecture;
+  `bpe_tokenizer` a byte-level BPE one (the pretrained stand-in's, `benchmark.standin`).
 - `hidden_states_at` maps character offsets to token positions through the tokenizer's
   offset mapping and returns every layer's state there, from one batched forward pass.
 - `complete` is the model side of a task's solver: batched greedy or beam continuations.
@@ -84,6 +85,27 @@ def word_tokenizer(vocabulary: list[str]):
     # Decoding joins words with single spaces, the inverse of the pre-tokenizer.
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
+
+
+def train_bpe(texts: list[str], vocab_size: int):
+    """A byte-level BPE `tokenizers.Tokenizer` trained on ``texts``, spaces inside tokens as
+    GPT-2 has them (specials: an end of text and a "<s>" that a caller may make the BOS)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return core
+
+
+def bpe_tokenizer(texts: list[str], vocab_size: int):
+    """`train_bpe` as a fast tokenizer that pads with its end of text, as GPT-2's does."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=train_bpe(texts, vocab_size), eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
 
 
 def new_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, seed: int,

@@ -182,12 +182,15 @@ def submission_folders(names: Sequence[str], dirs: Sequence[Path]) -> list[Path]
 
 
 def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequence[str] = VARIANTS,
-          seeds: Sequence[int] | None = None, on_event: EventFn = _ignore, backend: Backend = LOCAL) -> list[str]:
+          seeds: Sequence[int] | None = None, on_event: EventFn = _ignore, standin: bool = False,
+          backend: Backend = LOCAL) -> list[str]:
     """Train every (variant, seed, task) reference model not yet trained with this profile's
     config, on up to ``workers`` processes (or ``backend``'s Ray tasks), and write the
-    random-init control. Returns the names of the reference submissions (the random-init
-    control last)."""
+    random-init control; with ``standin``, also build the pretrained stand-in's submission
+    (`standin_job`) when a task it is scored on is among ``task_names``. Returns the names of
+    the reference submissions (the random-init control last)."""
     quiet_libraries()
+    from benchmark import standin as stand_in
     from benchmark.baselines import PROFILES, plan_training, train_job, write_random_init
     from benchmark.parallel import run_jobs
     from benchmark.train import DATA_SEED
@@ -195,15 +198,49 @@ def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequ
     names = tuple(reference_tasks(task_names))
     plan = plan_training(ws.profile, names, ws.references, tuple(variants),
                          tuple(seeds) if seeds is not None else None)
+    jobs = list(plan.jobs)
+    if standin and set(task_names) & set(stand_in.TASKS):
+        job = standin_job(ws)
+        if job["cached"]:
+            plan.cached.append(job["label"])
+        else:
+            jobs.insert(0, job)  # the longest job: first, so no worker idles at the end
     for label in plan.cached:
         on_event(TrainEvent("cached", label))
     size = PROFILES[ws.profile]["train"].size
     pregenerate([t for job in plan.jobs for t in job["cfg"].tasks],
                 lambda task: task.generate("train", task.sizes[size][0], DATA_SEED))
     # train_job emits ("training", label), ("step", label, step, steps, loss), ("done", label).
-    run_jobs(train_job, plan.jobs, workers, lambda message: on_event(TrainEvent(*message)),
+    run_jobs(train_job, jobs, workers, lambda message: on_event(TrainEvent(*message)),
              init=quiet_libraries, backend=backend)
     return plan.names + [write_random_init(ws.profile, names, ws.references)]
+
+
+def standin_job(ws: Workspace, out: Path | None = None) -> dict:
+    """The `benchmark.baselines.train_job` input that builds the pretrained stand-in's
+    submission (`benchmark.standin`) into ``out`` (default: ``<references>/standin-gpt2-bpe``),
+    with the quick recipe in a quick workspace; ``cached`` when built with it already."""
+    from benchmark import standin as stand_in
+
+    cfg = stand_in.QUICK if ws.quick else stand_in.FULL
+    folder = Path(out) if out is not None else ws.references / stand_in.NAME
+    cached = stand_in.built_with(folder / "model") == cfg.to_dict() and (folder / "submission.toml").exists()
+    return {"label": stand_in.NAME, "standin": cfg, "out": folder, "cached": cached}
+
+
+def build_standin(ws: Workspace, out: Path | None = None, on_event: EventFn = _ignore) -> Path:
+    """`mesabench standin build`: the stand-in's submission folder, built here (one torch
+    thread) unless it is built with this recipe already. Returns the folder."""
+    quiet_libraries()
+    from benchmark.baselines import train_job
+    from benchmark.parallel import run_jobs
+
+    job = standin_job(ws, out)
+    if job["cached"]:
+        on_event(TrainEvent("cached", job["label"]))
+    else:
+        run_jobs(train_job, [job], 1, lambda message: on_event(TrainEvent(*message)))
+    return job["out"]
 
 
 def evaluate(names: Sequence[str], task_names: Sequence[str], ws: Workspace, workers: int,
@@ -262,7 +299,9 @@ def run(task_names: Sequence[str], ws: Workspace, workers: int, only_references:
     other submission unless ``only_references``), write the leaderboard; the jobs run on
     ``backend``."""
     start = time.time()
-    references = train(task_names, ws, workers, on_event=on_event, backend=backend)
+    # A full run also builds the pretrained stand-in, so the natural faces have a model.
+    references = train(task_names, ws, workers, on_event=on_event, standin=not only_references,
+                       backend=backend)
     chosen = [str(ws.references / name) for name in references] if only_references else []
     failed = evaluate(chosen, task_names, ws, workers, on_event=on_event, backend=backend)
     rows = leaderboard(ws)

@@ -115,11 +115,15 @@ def find_submissions(root: Path) -> list[Path]:
 
 
 def write_submission_toml(folder: Path, name: str, description: str,
-                          models: dict[str, str] | None = None, reference: dict | None = None) -> None:
-    """Write a submission.toml: one model folder ("model"), or one per task (``models``)."""
+                          models: dict[str, str] | None = None, reference: dict | None = None,
+                          tasks: list[str] | None = None) -> None:
+    """Write a submission.toml: one model folder ("model") for ``tasks`` (default: every
+    task), or one per task (``models``)."""
     lines = [f'name = "{name}"', f'description = "{description}"', 'authors = ["mesabench"]']
     if models is None:
         lines.append('model = "model"')
+        if tasks is not None:
+            lines.append("tasks = [" + ", ".join(f'"{t}"' for t in tasks) + "]")
     else:
         lines += ["", "[model]"] + [f'{task} = "{folder_name}"' for task, folder_name in models.items()]
     if reference:

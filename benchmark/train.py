@@ -101,6 +101,13 @@ def training_data(cfg: TrainConfig, tokenizer) -> dict[str, list[dict]]:
     return data
 
 
+def check_context(data: dict[str, list[dict]], n_positions: int) -> None:
+    """Raise ValueError when a training text is longer than the model's context."""
+    longest = max(len(it["ids"]) for items in data.values() for it in items)
+    if longest > n_positions:
+        raise ValueError(f"training text of {longest} tokens exceeds n_positions={n_positions}")
+
+
 def n_steps(data: dict[str, list[dict]], cfg: TrainConfig) -> int:
     """The configured steps, or one pass over the training data."""
     return cfg.steps if cfg.steps is not None else max(1, sum(map(len, data.values())) // cfg.batch_size)
@@ -149,21 +156,29 @@ def train_reference(
     ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar).
     ``bottleneck_at``: train a bottleneck model (`benchmark.bottleneck`) at that token.
     """
-    from benchmark.stunting import StuntConfig, prepared, training_loss
-
     torch.manual_seed(cfg.seed)
     device = pick_device()
     tokenizer = word_tokenizer(build_vocabulary(cfg.tasks))
     data = training_data(cfg, tokenizer)
-    longest = max(len(it["ids"]) for items in data.values() for it in items)
-    if longest > cfg.n_positions:
-        raise ValueError(f"training text of {longest} tokens exceeds n_positions={cfg.n_positions}")
+    check_context(data, cfg.n_positions)
     model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed,
                      cfg.tie_embeddings).to(device)
     if bottleneck_at is not None:
         from benchmark.bottleneck import install
 
         install(model, bottleneck_at)
+    info = fit(model, data, cfg, tokenizer.pad_token_id, progress)
+    return save_reference(model, tokenizer, cfg, out_dir, info)
+
+
+def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
+        progress: Callable[[int, int, float], None] | None = None) -> dict:
+    """Train ``model`` in place on encoded examples (`encode_examples`' dicts, per task) with
+    ``cfg``'s variant, schedule and optimiser; returns what train_log.json records (seconds,
+    the loss log, steps, sequences seen, v3's worst balance figures)."""
+    from benchmark.stunting import StuntConfig, prepared, training_loss
+
+    device = next(model.parameters()).device
     stunt = StuntConfig(**cfg.stunt)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -178,7 +193,7 @@ def train_reference(
     # it is gone when the block ends, so the saved model is an ordinary GPT-2.
     with prepared(model, cfg.variant, stunt):
         for step, (name, idx) in enumerate(batch_schedule(data, cfg)):
-            batch = collate([data[name][i] for i in idx], tokenizer.pad_token_id, device)
+            batch = collate([data[name][i] for i in idx], pad_id, device)
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, steps, cfg)
             loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
@@ -199,12 +214,13 @@ def train_reference(
                 progress(step + 1, steps, loss.item())
     seconds = time.time() - start
     summary = {f"{'min' if k.endswith('ess') else 'max'}_{k}": round(v, 5) for k, v in extremes.items()}
-    return save_reference(model, tokenizer, cfg, out_dir, {"seconds": round(seconds, 1), "log": log,
-                          "steps": steps, "sequences_seen": steps * cfg.batch_size, **summary})
+    return {"seconds": round(seconds, 1), "log": log, "steps": steps, "sequences_seen": steps * cfg.batch_size,
+            **summary}
 
 
-def save_reference(model, tokenizer, cfg: TrainConfig, out_dir: Path, info: dict) -> Path:
-    """Write the model folder to a temporary sibling, then rename it into place."""
+def save_reference(model, tokenizer, cfg, out_dir: Path, info: dict) -> Path:
+    """Write the model folder to a temporary sibling, then rename it into place; ``cfg`` (a
+    `TrainConfig`, or any config with ``to_dict``) goes into train_log.json."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

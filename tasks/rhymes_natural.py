@@ -180,11 +180,24 @@ class NaturalRhymesTask(Task):
         return []
 
     def baseline_solvers(self, seed: int) -> dict[str, CompleteFn]:
-        """Chance: a line 2 drawn at random from the exemplar pool (it rhymes by luck)."""
+        """Chance: a line 2 drawn at random from the exemplar pool (it rhymes by luck).
+        Bag of words: line 1 read without its order, so the rhyme is taken on one of its
+        words at random (the last word is not known), with a pool line 2 that rhymes with
+        it (a random one where none does): what knowing the words but not the couplet gives."""
+        pool = self._pool(seed)
+
         def random_line(texts: list[str]) -> list[str]:
-            pool = self._pool(seed)
             return [random.Random(f"{seed}\n{text}").choice(pool)["line2"] for text in texts]
-        return {"random-line": random_line}
+
+        def bag_of_words(texts: list[str]) -> list[str]:
+            out = []
+            for text in texts:
+                rng = random.Random(f"{seed}\n{text}")
+                word = rng.choice(sorted(set(words(text.rstrip("\n").rsplit("\n", 1)[-1]))) or [""])
+                rhyming = [c["line2"] for c in pool if rhymes_with(word, last_word(c["line2"]) or "")]
+                out.append(rng.choice(rhyming or [c["line2"] for c in pool]))
+            return out
+        return {"random-line": random_line, "bag-of-words": bag_of_words}
 
     def with_real_file(self, path: Path) -> "NaturalRhymesTask":
         """This face scoring the couplets of ``path`` as its "real" split."""

@@ -11,7 +11,7 @@ import torch
 from benchmark.runner import evaluate_folder
 from benchmark.submissions import write_submission_toml
 from tasks import get_task
-from tests.tiny_models import train_bpe
+from benchmark.models import train_bpe
 from tests.test_submissions import TINY_EVAL
 
 CFG = dataclasses.replace(TINY_EVAL, causal_pairs=8)
@@ -21,7 +21,7 @@ CFG = dataclasses.replace(TINY_EVAL, causal_pairs=8)
 def bpe():
     """A byte-level BPE tokenizer trained on task text (rhyme words span several tokens)."""
     texts = [e["prompt"] + e["completion"] for n in ("rhymes", "constrained") for e in get_task(n).generate("dev", 200, 0)]
-    return train_bpe(texts)
+    return train_bpe(texts, 500)
 
 
 def _tokenizer(core, **specials):

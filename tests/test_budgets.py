@@ -12,7 +12,7 @@ import pytest
 from benchmark.models import TOKENS_PER_WORD, within_budget
 from tasks import get_task, task_names
 from tests.test_task_contract import sample
-from tests.tiny_models import train_bpe
+from benchmark.models import train_bpe
 
 
 def reference_turns(task, examples: list[dict]) -> list[str]:

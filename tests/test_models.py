@@ -5,7 +5,7 @@ import torch
 
 from benchmark.models import complete, encode, hidden_states_at, load_model, token_index
 from tasks import get_task
-from tests.tiny_models import train_bpe
+from benchmark.models import train_bpe
 
 
 def test_word_tokenizer_encodes_task_text_exactly(rhymes_tokenizer):
