@@ -153,15 +153,17 @@ def test_evaluate_builds_one_job_per_submission_and_names_the_failures(tmp_path,
 
 def test_run_trains_evaluates_and_writes_the_leaderboard(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(pipeline, "train", lambda tasks, ws, workers, on_event, backend:
-                        calls.append(("train", backend)) or ["ref-a"])
+    monkeypatch.setattr(pipeline, "train", lambda tasks, ws, workers, on_event, standin, backend:
+                        calls.append(("train", backend, standin)) or ["ref-a"])
     monkeypatch.setattr(pipeline, "evaluate", lambda names, tasks, ws, workers, on_event, backend:
                         calls.append(("evaluate", list(names))) or ["x"])
     monkeypatch.setattr(pipeline, "leaderboard", lambda ws: calls.append("leaderboard") or 7)
     ws = pipeline.workspace("quick", references=tmp_path)
     summary = pipeline.run(["rhymes"], ws, 1, only_references=True)
-    assert calls == [("train", LOCAL), ("evaluate", [str(tmp_path / "ref-a")]), "leaderboard"]
+    # Only the references: no stand-in to build; a whole run builds it.
+    assert calls == [("train", LOCAL, False), ("evaluate", [str(tmp_path / "ref-a")]), "leaderboard"]
     assert (summary.references, summary.failed, summary.rows) == (["ref-a"], ["x"], 7)
     calls.clear()
     pipeline.run(["rhymes"], ws, 1)
+    assert calls[0] == ("train", LOCAL, True)
     assert calls[1] == ("evaluate", [])  # every submission
