@@ -17,7 +17,8 @@ criterion's worst case, where only the word count stops it):
 Prints the medians and the ratio (rounds interleave the two, so load hits both alike).
 
 Measured 2026-12-03 (one thread, machine shared with other jobs; 64 prompts of 103 tokens,
-8 words = 64 tokens): generate_words 0.151 s, cap-then-cut 0.114 s, ratio 1.32: the
+8 words = 64 tokens): generate_words 0.151 s, cap-then-cut 0.114 s, ratio 1.32 (a second
+run, beside a quick run: 0.184 s / 0.148 s, 1.24): the
 criterion costs a third on the tiniest model and stops no row early on untrained weights.
 """
 
@@ -31,16 +32,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark.models import TOKENS_PER_WORD, encode, generate_words, load_model, within_budget  # noqa: E402
+from benchmark.models import encode, generate_words, load_model, within_budget, word_budget  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tests.tiny_models import bpe_gpt2_folder  # noqa: E402
 
 
 def capped(loaded, ids, mask, max_words: int) -> list[str]:
-    """``generate`` to the token cap, cut afterwards: no per-step stopping criterion."""
+    """``generate`` to the token cap, cut afterwards: no per-step stopping criterion (the
+    cap is `word_budget`'s, the one generate_words uses)."""
     tok = loaded.tokenizer
     gen = loaded.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                max_new_tokens=max_words * TOKENS_PER_WORD,
+                                max_new_tokens=word_budget(loaded, ids.shape[1], max_words)[0],
                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     return [within_budget(t, max_words) for t in tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)]
 
@@ -64,7 +66,7 @@ def main() -> None:
     loaded.model.eval()
     ids, mask, _ = encode(loaded.tokenizer, prompts, loaded.device, padding_side="left")
     print(f"{len(prompts)} prompts of {ids.shape[1]} tokens (padded), budget {args.words} words "
-          f"= {args.words * TOKENS_PER_WORD} tokens, {args.threads} thread(s)")
+          f"= {word_budget(loaded, ids.shape[1], args.words)[0]} tokens, {args.threads} thread(s)")
 
     times = {"generate_words (criterion)": [], "generate to the cap, cut after": []}
     with torch.no_grad():
