@@ -254,7 +254,7 @@ def probe_r2_by_layer(model: Regressor, data: dict, ridge: float = 1e-2) -> tupl
     _, hidden = model(data["inputs"], hidden=True)
     n = data["inputs"].shape[0]
     fit, choose, score = slice(0, n // 2), slice(n // 2, 3 * n // 4), slice(3 * n // 4, n)
-    y = data["feature"].double().numpy()
+    y = data["feature"].double().cpu().numpy()
 
     def rows(a, part):
         return a[part].reshape(-1, a.shape[-1]) if a.ndim == 3 else a[part].reshape(-1)
@@ -265,7 +265,7 @@ def probe_r2_by_layer(model: Regressor, data: dict, ridge: float = 1e-2) -> tupl
         # per-dimension affine, which the probe absorbs). The raw residual holds a feature
         # that LayerNorm makes linear only after dividing by the row's norm, which varies
         # with |x| (x enters linearly), so a probe on it under-reads what attention sees.
-        h = F.layer_norm(h, h.shape[-1:]).double().numpy()
+        h = F.layer_norm(h, h.shape[-1:]).double().cpu().numpy()
         scores.append(ridge_r2(rows(h, fit), rows(y, fit), rows(h, score), rows(y, score), ridge))
         choices.append(ridge_r2(rows(h, fit), rows(y, fit), rows(h, choose), rows(y, choose), ridge))
     return scores, int(np.argmax(choices))
