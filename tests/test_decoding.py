@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
@@ -117,3 +119,84 @@ def test_sample_command_on_a_submission_and_one_line_errors(tmp_path, tiny_model
         bad = run(*args)
         assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
         assert message in bad.output
+
+
+FIRSTS, TAILS = ("a", "b", "c", "d"), tuple(f"t{i}" for i in range(16))
+
+
+class FirstTwoWords:
+    """A toy task for `decoding_success`: item k's prompt is "p<k> go" and it is solved
+    when the completion starts with the item's ``answer`` words."""
+
+    max_words = 2
+
+    def __init__(self, n: int, answer: tuple[str, ...]):
+        self.items = [{"prompt": f"p{k} go", "answer": answer} for k in range(n)]
+
+    def play(self, examples, complete):
+        return complete([ex["prompt"] for ex in examples])
+
+    def check(self, example, completion):
+        return tuple(completion.split()[: len(example["answer"])]) == example["answer"]
+
+    def group(self, example):
+        return "all"
+
+
+def toy_language(certain_tails: bool, n_prompts: int = 160, steps: int = 300, seed: int = 0):
+    """A word-level GPT-2 trained on "p<k> go FIRST SECOND": FIRST is a (p = 0.3) or b, c, d
+    (p ~ 0.23 each). With ``certain_tails`` False, a is always followed by z and the others by
+    any of 16 tails: a depth-2 search sees a's certain future, depth 1 does not. With True,
+    every first word has one certain follower (a z, b y, c x, d w), so depth 2 finds nothing
+    depth 1 does not."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from benchmark.models import LoadedModel, word_tokenizer
+
+    prompts = [f"p{k}" for k in range(n_prompts)]
+    tok = word_tokenizer([*prompts, "go", *FIRSTS, "z", "y", "x", "w", *TAILS])
+    ids = tok.convert_tokens_to_ids
+    follower = dict(zip(FIRSTS, "zyxw"))
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=8, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = GPT2LMHeadModel(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        rows = []
+        for _ in range(64):
+            k = int(torch.randint(n_prompts, (1,), generator=g))
+            first = FIRSTS[int(torch.multinomial(torch.tensor([0.3, 0.233, 0.233, 0.234]), 1, generator=g))]
+            second = follower[first] if certain_tails or first == "a" else TAILS[int(torch.randint(16, (1,), generator=g))]
+            rows.append(ids([prompts[k], "go", first, second, tok.eos_token]))
+        batch = torch.tensor(rows)
+        logits = model(batch).logits[:, :-1]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return LoadedModel(model.eval(), tok, Path("toy"))
+
+
+def test_the_lookahead_lift_fires_where_depth_two_sees_a_certain_future_and_reads_zero_where_it_cannot():
+    """`evaluate.decoding_success` on planted cases. Where a is followed by z for sure, the
+    depth-2 beams give a about 0.87 of q, so p_λ (λ = 0.5) draws a ~0.59 of the time against
+    ~0.30 at depth 1 (truncation): the lookahead lift must be ~0.29 with a lower bound well
+    above 0. Where every first word has a certain follower, depth 2 ranks the beams as
+    depth 1 does: the lift must read 0 with an interval around it."""
+    from benchmark.evaluate import EvalConfig, decoding_success
+
+    cfg, n = EvalConfig(size="quick", n_boot=500, batch_size=160), 160
+    planted = FirstTwoWords(n, ("a", "z"))
+    found, _ = decoding_success(toy_language(False), planted, planted.items, [""] * n, [""] * n, cfg)
+    lift = found["lookahead_lift"]
+    assert 0.15 < lift["value"] < 0.45 and lift["lo"] > 0.1, found
+    assert found["amplified"]["all"]["k"] > found["amplified_depth1"]["all"]["k"]
+
+    null = FirstTwoWords(n, ("a",))
+    found, _ = decoding_success(toy_language(True), null, null.items, [""] * n, [""] * n, cfg)
+    lift = found["lookahead_lift"]
+    assert abs(lift["value"]) < 0.05 and lift["lo"] <= 0 <= lift["hi"], found
+    # Truncation alone moves nothing here either: a keeps its ~0.3 under every sampler.
+    assert abs(found["amplified_depth1"]["all"]["k"] - found["sampling"]["all"]["k"]) <= 0.1 * n
