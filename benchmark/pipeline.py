@@ -181,14 +181,15 @@ def submission_folders(names: Sequence[str], dirs: Sequence[Path]) -> list[Path]
 # ---------------------------------------------------------------------------- the steps
 
 
-def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequence[str] = VARIANTS,
+def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequence[str] | None = None,
           seeds: Sequence[int] | None = None, on_event: EventFn = _ignore, standin: bool = False,
           backend: Backend = LOCAL) -> list[str]:
     """Train every (variant, seed, task) reference model not yet trained with this profile's
     config, on up to ``workers`` processes (or ``backend``'s Ray tasks), and write the
     random-init control; with ``standin``, also build the pretrained stand-in's submission
     (`standin_job`) when a task it is scored on is among ``task_names``. Returns the names of
-    the reference submissions (the random-init control last)."""
+    the reference submissions (the random-init control last). ``variants``: all of
+    `VARIANTS` by default."""
     quiet_libraries()
     from benchmark import standin as stand_in
     from benchmark.baselines import PROFILES, plan_training, train_job, write_random_init
@@ -196,7 +197,7 @@ def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequ
     from benchmark.train import DATA_SEED
 
     names = tuple(reference_tasks(task_names))
-    plan = plan_training(ws.profile, names, ws.references, tuple(variants),
+    plan = plan_training(ws.profile, names, ws.references, tuple(variants or VARIANTS),
                          tuple(seeds) if seeds is not None else None)
     jobs = list(plan.jobs)
     if standin and set(task_names) & set(stand_in.TASKS):

@@ -47,11 +47,15 @@ def test_an_unreachable_cluster_is_one_line_at_once():
         run_jobs(square_and_report, [1], 1, backend=Backend("ray", "127.0.0.1:1"))
 
 
-def test_train_and_evaluate_on_ray_give_the_local_results(tmp_path, monkeypatch):
-    """The pipeline's train and evaluate steps, on a tiny config: the same model bytes and
-    the same result cells (apart from timings) on Ray as on the local path."""
+def test_run_on_ray_gives_the_local_run(tmp_path, monkeypatch):
+    """`mesabench run --quick --backend ray` against the same command on the local worker
+    pool, through the command itself, on tiny configs: the same model bytes for every
+    reference, the same result cells (apart from timings) and the same leaderboard."""
     import benchmark.baselines as baselines
     import benchmark.evaluate as evaluate
+    from click.testing import CliRunner
+
+    from benchmark.cli import main
     from test_pipeline import TINY_EVAL, TINY_TRAIN, strip_run
 
     # The configs are made in the parent and travel with the jobs, so patching them here
@@ -59,21 +63,28 @@ def test_train_and_evaluate_on_ray_give_the_local_results(tmp_path, monkeypatch)
     tiny = replace(TINY_TRAIN, steps=10)
     monkeypatch.setattr(baselines, "reference_config",
                         lambda profile, task, variant, seed: replace(tiny, variant=variant, seed=seed, tasks=(task,)))
-    small = replace(TINY_EVAL, n_eval=40, max_success=8, max_amp_examples=8, n_boot=50, causal_pairs=20)
+    small = replace(TINY_EVAL, n_eval=40, max_success=8, max_amp_examples=8, n_boot=50, causal_pairs=20,
+                    max_sampled=8)
     monkeypatch.setattr(evaluate, "EvalConfig", lambda size, real_files: replace(small, real_files=real_files))
-    # Relative workspace paths, as a run has them: a Ray task runs in the parent's folder.
+    # Two variants stand for all six (each costs a training and a cell, twice).
+    monkeypatch.setattr(pipeline, "VARIANTS", ("unstunted", "myopic"))
+    # Relative paths, as a run has them: a Ray task runs in the parent's folder.
     monkeypatch.chdir(tmp_path)
+    Path("none").mkdir()
 
-    def run(home: str, backend: Backend, workers: int) -> dict:
-        ws = pipeline.workspace("quick", submissions=Path("none"), references=Path(home, "refs"),
-                                results=Path(home, "results"))
-        pipeline.train(["rhymes"], ws, workers, ("unstunted",), (0,), backend=backend)
-        assert pipeline.evaluate([str(ws.references / "ref-unstunted-s0")], ["rhymes"], ws, workers, backend=backend) == []
-        files = sorted(ws.results.glob("*/*.json"))
-        weights = {f.parent.parent.name: f.read_bytes() for f in ws.references.glob("*/*/model.safetensors")}
-        return {"cells": {f.parent.name: strip_run(json.loads(f.read_text())) for f in files}, "weights": weights}
+    def run(home: str, *backend: str) -> dict:
+        args = ["run", "--quick", "--task", "rhymes", "--submissions", "none", "--references", f"{home}/refs",
+                "--results", f"{home}/results", "--out", f"{home}/leaderboard.md", *backend]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        home = Path(home)
+        cells = {f"{f.parent.name}/{f.name}": strip_run(json.loads(f.read_text()))
+                 for f in sorted((home / "results").glob("*/*.json"))}
+        weights = {f.parent.parent.name: f.read_bytes() for f in (home / "refs").glob("*/*/model.safetensors")}
+        return {"cells": cells, "weights": weights, "leaderboard": (home / "leaderboard.md").read_text()}
 
-    local = run("local", Backend(), 1)  # in this process
-    on_ray = run("ray", RAY, 2)
-    assert list(local["cells"]) == ["ref-unstunted-s0"] and len(local["weights"]) == 2  # and the random-init control
+    local = run("local", "--workers", "1")  # in this process
+    on_ray = run("ray", "--backend", "ray", "--workers", "2")
+    assert len(local["weights"]) == 3  # both variants and the random-init control
+    assert len(local["cells"]) == 3 and "| ref\\-unstunted" in local["leaderboard"]
     assert on_ray == local
