@@ -19,8 +19,9 @@ exactly the plain loss for a search of depth 1:
 - ``unstunted``: mean next-token cross-entropy over ``loss_mask``.
 - ``myopic`` (Wu, Morris & Levine 2024): the same loss, but attention lets the loss at t
   send gradient into earlier positions only with strength ``beta`` (0 = fully myopic):
-  keys and values of positions j < i are detached for query i, the diagonal keeps its
-  gradient. The forward pass is unchanged. See `myopic_attention`.
+  for query i the keys and values of positions j < i are computed from detached states, so
+  the projections still learn from them but nothing at j is trained for i's sake; the
+  diagonal keeps its gradient. The forward pass is unchanged. See `myopic_attention`.
 - ``stunted-skip`` (v1): drop the loss of every amplified token where deeper search gives the
   true token more probability than truncation does, q_D(y) > q_1(y).
 - ``stunted-penalty`` (v2): CE + mu * mean_t sum_{x != y} max(q_D(x) - q_1(x), 0) p_theta(x):
@@ -95,13 +96,14 @@ class StuntConfig:
 # --------------------------------------------------------------------------- myopic attention
 
 
-def _scale_grad(x: torch.Tensor, beta: float) -> torch.Tensor:
-    """x in value; beta times its gradient (x.detach() + beta * 0 keeps the value bit-exact)."""
-    if beta == 1.0:
-        return x
-    if beta == 0.0:
-        return x.detach()
-    return x.detach() + beta * (x - x.detach())
+def _from_detached_states(module: torch.nn.Module, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keys and values of ``module`` (a GPT-2 attention) recomputed from its input states
+    with their gradient cut: the projection weights still learn from them, the states (and
+    whatever computed them, at their own positions) do not."""
+    states = module.myopic_states.detach()
+    _, key, value = module.c_attn(states).split(module.split_size, dim=2)
+    heads = (*states.shape[:-1], -1, module.head_dim)
+    return key.view(heads).transpose(1, 2).reshape(shape), value.view(heads).transpose(1, 2).reshape(shape)
 
 
 def myopic_attention(
@@ -114,29 +116,35 @@ def myopic_attention(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention whose off-diagonal keys and values pass only `module.myopic_beta` of their gradient.
+    """Attention in which a position's loss trains nothing computed at earlier positions.
 
-    Query i attends to keys j <= i. For j < i the score uses k_j and the output uses v_j with
-    their gradient scaled by beta; for j = i (the position itself) the gradient is whole. The
-    forward value equals ordinary attention. A transformers attention-interface function.
+    Query i attends to keys j <= i. For j < i the score and the output use k_j and v_j as
+    computed from the *detached* input state h_j (Wu, Morris & Levine 2024's myopic descent,
+    as their code does it): the key and value projections still learn from every position
+    that reads them, but no gradient reaches h_j, so position j is never trained to compute
+    something for a later one. ``module.myopic_beta`` passes that share of the gradient into
+    h_j as well (1: ordinary attention). For j = i the gradient is whole. The forward value
+    equals ordinary attention. A transformers attention-interface function, for GPT-2
+    attention (`prepared` records its input states).
     """
     beta = float(getattr(module, "myopic_beta", 0.0))
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    if key.shape[1] != query.shape[1]:  # grouped-query attention: share each kv head
-        repeat = query.shape[1] // key.shape[1]
-        key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
     q_len, kv_len = query.shape[-2], key.shape[-2]
-    offset = kv_len - q_len  # query i is key i + offset (a cache puts earlier keys first)
+    if kv_len != q_len or getattr(module, "myopic_states", None) is None:
+        raise ValueError("myopic attention trains a GPT-2 on whole sequences (no cache, states recorded by `prepared`)")
 
-    key_mix, value_mix = _scale_grad(key, beta), _scale_grad(value, beta)
+    # Equal to key and value in value (the same projection of the same numbers); in gradient
+    # the weights get all of it and the earlier states beta of it.
+    key_sg, value_sg = _from_detached_states(module, key.shape)
+    key_mix, value_mix = key_sg + beta * (key - key_sg), value_sg + beta * (value - value_sg)
     scores = torch.matmul(query, key_mix.transpose(-1, -2)) * scaling
     # Give the diagonal its missing (1 - beta) share of gradient: the added term is exactly 0.
-    own = (query * (key[..., offset:, :] - key_mix[..., offset:, :])).sum(-1) * scaling
-    scores.diagonal(offset, -2, -1).add_(own)
+    own = (query * (key - key_mix)).sum(-1) * scaling
+    scores.diagonal(0, -2, -1).add_(own)
 
     if attention_mask is None:
-        causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril(offset)
+        causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril()
         scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
     elif attention_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
@@ -146,8 +154,8 @@ def myopic_attention(
     probs = F.dropout(probs, p=dropout, training=module.training)
 
     out = torch.matmul(probs, value_mix)
-    own_p = probs.diagonal(offset, -2, -1)[..., None]
-    out = out + own_p * (value[..., offset:, :] - value_mix[..., offset:, :])  # exactly 0 in value
+    own_p = probs.diagonal(0, -2, -1)[..., None]
+    out = out + own_p * (value - value_mix)  # exactly 0 in value
     return out.transpose(1, 2).contiguous(), probs
 
 
@@ -173,15 +181,26 @@ def prepared(model: torch.nn.Module, variant: str, cfg: StuntConfig) -> Iterator
         return
     register_myopic_attention()
     before = model.config._attn_implementation
-    for module in model.modules():  # a plain attribute: never saved with the weights
+    hooks = []
+    for module in model.modules():  # plain attributes: never saved with the weights
         module.myopic_beta = float(cfg.beta)
+        if hasattr(module, "c_attn"):  # a GPT-2 attention: record its input states
+            hooks.append(module.register_forward_pre_hook(_record_states, with_kwargs=True))
     model.set_attn_implementation(MYOPIC)
     try:
         yield model
     finally:
         model.set_attn_implementation(before if before != MYOPIC else "sdpa")
+        for hook in hooks:
+            hook.remove()
         for module in model.modules():
             module.__dict__.pop("myopic_beta", None)
+            module.__dict__.pop("myopic_states", None)
+
+
+def _record_states(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook: keep the attention's input states for `myopic_attention`."""
+    module.myopic_states = args[0] if args else kwargs["hidden_states"]
 
 
 # --------------------------------------------------------------------------- per-token weights

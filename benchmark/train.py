@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from benchmark.models import encode_examples, new_gpt2, pick_device, word_tokenizer
+from benchmark.variants import LOSS_VERSIONS
 
 DATA_SEED = 0
 
@@ -53,6 +54,8 @@ class TrainConfig:
         d["tasks"] = list(self.tasks)
         if self.tie_embeddings:  # the default is left out, so models trained before it stay cached
             del d["tie_embeddings"]
+        if self.variant in LOSS_VERSIONS:
+            d["loss_version"] = LOSS_VERSIONS[self.variant]
         return d
 
 

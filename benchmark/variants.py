@@ -10,6 +10,11 @@ from __future__ import annotations
 
 # The training variants, in the order tables show them (benchmark.stunting implements them).
 VARIANTS = ("unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance", "stunted-sampled")
+# A variant whose training rule changed since its first version: the version goes into its
+# training config (`benchmark.train.TrainConfig.to_dict`), so models trained by the old rule
+# are retrained, and the others keep their cache. myopic 2: earlier keys and values come from
+# detached states through live projections (Wu et al.'s code), no longer detached themselves.
+LOSS_VERSIONS = {"myopic": 2}
 # The untrained model of the reference architecture: the floor every metric must beat.
 RANDOM_INIT_VARIANT = "random-init"
 RANDOM_INIT = "ref-random-init"

@@ -93,6 +93,30 @@ def test_myopic_beta_scales_the_gradient_exactly_in_one_layer():
         assert torch.allclose(own, own_ordinary, atol=1e-6)
 
 
+def test_myopic_projections_learn_from_every_position_that_reads_them():
+    """Wu et al.'s myopic descent cuts the gradient into earlier *states*, not into the
+    weights that read them: with one layer (whose inputs are the embeddings) the key/value
+    projection's gradient from the loss at t equals the ordinary one, cross-position reads
+    included. Detaching the keys and values themselves (the rule up to harness 5) left
+    them only the diagonal's share and fails this."""
+
+    def attn_weight_grad(model):
+        grad_to_earlier(model)
+        width = model.config.n_embd  # c_attn's columns: queries, keys, values
+        return model.transformer.h[0].attn.c_attn.weight.grad[:, width:]
+
+    ordinary = attn_weight_grad(tiny_gpt2(n_layer=1).eval())
+    myopic = attn_weight_grad(prepare_model(tiny_gpt2(n_layer=1).eval(), "myopic", StuntConfig(beta=0.0)))
+    assert ordinary.abs().sum() > 0 and torch.allclose(myopic, ordinary, atol=1e-6)
+
+
+def test_a_changed_rule_retrains_its_variant_only():
+    from benchmark.train import TrainConfig
+
+    assert TrainConfig(variant="myopic").to_dict()["loss_version"] == 2  # models of rule 1 retrain
+    assert "loss_version" not in TrainConfig(variant="unstunted").to_dict()  # the others stay cached
+
+
 def test_myopic_model_saves_and_loads_as_an_ordinary_gpt2(tmp_path):
     model = tiny_gpt2()
     ids, attn, loss_mask = batch()
