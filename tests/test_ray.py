@@ -60,7 +60,9 @@ def test_train_and_evaluate_on_ray_give_the_local_results(tmp_path, monkeypatch)
     monkeypatch.setattr(baselines, "reference_config",
                         lambda profile, task, variant, seed: replace(tiny, variant=variant, seed=seed, tasks=(task,)))
     small = replace(TINY_EVAL, n_eval=40, max_success=8, max_amp_examples=8, n_boot=50, causal_pairs=20)
-    monkeypatch.setattr(evaluate, "EvalConfig", lambda size, real_files: replace(small, real_files=real_files))
+    # (The training monitor builds its own config with its lookahead: that passes through.)
+    monkeypatch.setattr(evaluate, "EvalConfig",
+                        lambda size="full", real_files=(), **monitor: replace(small, real_files=real_files, **monitor))
     # Relative workspace paths, as a run has them: a Ray task runs in the parent's folder.
     monkeypatch.chdir(tmp_path)
 
