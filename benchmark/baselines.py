@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from benchmark.monitor import MonitorConfig
 from benchmark.submissions import write_submission_toml
 from benchmark.train import TrainConfig, build_vocabulary, save_reference, train_reference
 from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS, reference_name
@@ -26,11 +27,18 @@ from tasks import get_task
 # Embedded defaults: "full" is the default run (38.5 min on 2 cores, measured; README),
 # "quick" a smoke run of the same pipeline, "long" the budget at which every task is
 # learned (docs/experiments/). ``tasks`` overrides the training config per task (e.g. more
-# steps than one pass); `reference_config` applies it.
+# steps than one pass); `reference_config` applies it. ``monitor`` watches every reference
+# as it trains (`benchmark.monitor`; not part of the training key, the weights are the same),
+# with per-task overrides in ``monitor_tasks`` (`monitor_config`); its cost was measured
+# with bench/bench_monitor.py (docs/design.md).
 PROFILES = {
-    "full": {"train": TrainConfig(size="full"), "seeds": (0, 1, 2), "tasks": {}},
-    "quick": {"train": TrainConfig(size="quick"), "seeds": (0,), "tasks": {}},
-    "long": {"train": TrainConfig(size="long"), "seeds": (0, 1, 2), "tasks": {
+    "full": {"train": TrainConfig(size="full"), "seeds": (0, 1, 2), "tasks": {}, "monitor": MonitorConfig(),
+             # 125 steps of long puzzles train in ~17 s; four points of the default cost 12 s.
+             "monitor_tasks": {"chess-mate": {"points": 1, "gain_examples": 32, "probe_examples": 100}}},
+    "quick": {"train": TrainConfig(size="quick"), "seeds": (0,), "tasks": {},
+              "monitor": MonitorConfig(points=1, gain_examples=32, probe_examples=100), "monitor_tasks": {}},
+    "long": {"train": TrainConfig(size="long"), "seeds": (0, 1, 2), "monitor": MonitorConfig(), "monitor_tasks": {},
+             "tasks": {
         # docs/experiments/constrained_budget.py: 100k examples for 10k steps reached 34-46%
         # where one pass over 10k reached 0.3%; untied output embeddings make the copy of the
         # slot word exact (52%) and 8 heads brought end-rhyme from 21 to 65 (58%).
@@ -43,6 +51,12 @@ def reference_config(profile: str, task: str, variant: str, seed: int) -> TrainC
     """The training config of the ``profile``'s reference of ``variant`` and ``seed`` on ``task``."""
     entry = PROFILES[profile]
     return replace(entry["train"], variant=variant, seed=seed, tasks=(task,), **entry["tasks"].get(task, {}))
+
+
+def monitor_config(profile: str, task: str) -> MonitorConfig:
+    """How the ``profile``'s references of ``task`` are watched as they train."""
+    entry = PROFILES[profile]
+    return replace(entry["monitor"], **entry["monitor_tasks"].get(task, {}))
 
 
 def model_folder(task: str) -> str:
@@ -88,7 +102,8 @@ def plan_training(profile: str, tasks: tuple[str, ...], submissions_dir: Path,
                 if trained_with(folder / model_folder(task)) == cfg.to_dict():
                     plan.cached.append(label)
                 else:
-                    plan.jobs.append({"label": label, "cfg": cfg, "out": folder / model_folder(task)})
+                    plan.jobs.append({"label": label, "cfg": cfg, "out": folder / model_folder(task),
+                                      "monitor": monitor_config(profile, task)})
     # Longest first, so no worker idles at the end while one long job finishes.
     plan.jobs.sort(key=lambda job: -training_cost(job["cfg"]))
     return plan
@@ -120,7 +135,8 @@ def train_job(job: dict, emit: Callable[[tuple], None]) -> str:
 
         write_submission(Path(job["out"]), job["standin"], on_step)
     else:
-        train_reference(cfg, Path(job["out"]), on_step, bottleneck_at=job.get("bottleneck_at"))
+        train_reference(cfg, Path(job["out"]), on_step, bottleneck_at=job.get("bottleneck_at"),
+                        monitor=job.get("monitor"))
     emit(("done", label))
     return label
 

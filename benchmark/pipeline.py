@@ -192,7 +192,8 @@ def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequ
     `VARIANTS` by default."""
     quiet_libraries()
     from benchmark import standin as stand_in
-    from benchmark.baselines import PROFILES, plan_training, train_job, write_random_init
+    from benchmark.baselines import PROFILES, monitor_config, plan_training, train_job, write_random_init
+    from benchmark.monitor import dev_examples
     from benchmark.parallel import run_jobs
     from benchmark.train import DATA_SEED
 
@@ -209,8 +210,12 @@ def train(task_names: Sequence[str], ws: Workspace, workers: int, variants: Sequ
     for label in plan.cached:
         on_event(TrainEvent("cached", label))
     size = PROFILES[ws.profile]["train"].size
-    pregenerate([t for job in plan.jobs for t in job["cfg"].tasks],
-                lambda task: task.generate("train", task.sizes[size][0], DATA_SEED))
+
+    def make(task: Task) -> None:  # the training data, and the dev data the monitor reads
+        task.generate("train", task.sizes[size][0], DATA_SEED)
+        dev_examples(task, monitor_config(ws.profile, task.name), size)
+
+    pregenerate([t for job in plan.jobs for t in job["cfg"].tasks], make)
     # train_job emits ("training", label), ("step", label, step, steps, loss), ("done", label).
     run_jobs(train_job, jobs, workers, lambda message: on_event(TrainEvent(*message)),
              init=quiet_libraries, backend=backend)

@@ -11,7 +11,9 @@ spells no key of a result file) and writes ``leaderboard.md`` with:
 - amplified decoding: success of sampling from p_λ against greedy, beam and plain sampling;
 - per-task detail: success by group, baselines, gain(D), gain(1) and the lookahead gain,
   probes with their controls, future lens;
-- plots (selectivity by layer per model and per variant, lookahead gain per variant).
+- plots (selectivity by layer per model and per variant, lookahead gain per variant);
+- the training monitor: lookahead gain and selectivity against training steps, per variant
+  (from the monitor log each reference cell carries; `benchmark.monitor`).
 
 Everything on the page comes from the cells, so the committed result files rebuild it byte
 for byte in a fresh clone (the date is the newest cell's). Only the "stale" marks look at
@@ -32,8 +34,8 @@ import numpy as np
 
 from benchmark import stats
 from benchmark.results import load_all, model_hash
-from benchmark.schema import (CONTROLS, FULL, QUICK, Cell, FollowRate, MeanCI, Metrics, PlanProbe, Rate,
-                              Selectivity, Validation, profile_of)
+from benchmark.schema import (CONTROLS, FULL, QUICK, Cell, FollowRate, MeanCI, Metrics, MonitorPoint, PlanProbe,
+                              Rate, Selectivity, Validation, profile_of)
 from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS
 
 PLOTS = "leaderboard_plots"
@@ -687,6 +689,58 @@ def amplified_decoding_section(rows: list[Row], tasks: list[str]) -> list[str]:
 # ---------------------------------------------------------------------- per task
 
 
+NO_MONITOR = "no monitor log: trained before the monitor; retrain to draw it"
+
+
+def monitor_gain(point: MonitorPoint) -> Figure | None:
+    """A monitor point's lookahead gain at decisions, gain(D) − gain(1), D the dev lookahead."""
+    return mean_figure(point.amplification_gain.lookahead.decisions)
+
+
+def monitor_selectivity(point: MonitorPoint) -> Figure | None:
+    """A monitor point's cross-fitted own-target selectivity of the task's first target."""
+    probe = next(iter(point.plan_probe.values()), None)
+    return selectivity_figure(probe.own) if probe else None
+
+
+def monitor_section(by_task: dict[str, list[Cell]], tasks: list[str], plot_dir: Path, md_dir: Path) -> list[str]:
+    """The training monitor per task: its curves (`plot_monitor_curves`), the first and last
+    point of every reference, and one line naming the references that have no monitor log."""
+    out = []
+    for task in tasks:
+        refs = [c for c in by_task.get(task, []) if c.ok and c.reference and c.reference.variant in VARIANTS]
+        if not refs:
+            continue
+        refs.sort(key=lambda c: (VARIANTS.index(c.reference.variant), seed_of(c)))
+        logged = [c for c in refs if c.monitor and c.monitor.points]
+        out += [f"### {escape(task)}", ""]
+        if logged:
+            m = logged[0].monitor
+            cfg = m.config
+            out += [f"Measured while training, on the {escape(cfg.get('split'))} split (data seed "
+                    f"{cfg.get('seed')}; {cfg.get('gain_examples')} examples for the gain, half choosing λ, "
+                    f"{cfg.get('probe_examples')} for the probes, half training them) every {m.every} steps "
+                    f"and before the first: the lookahead gain at decisions with a dev lookahead of "
+                    f"W={cfg.get('width')}, D={cfg.get('depth')} (deeper than stunting's search), and the "
+                    f"cross-fitted own-target selectivity against the probe controls.", "",
+                    f"![training monitor, {task}]({plot_monitor_curves(logged, task, plot_dir).relative_to(md_dir).as_posix()})",
+                    ""]
+            head = ["reference", "steps measured", "lookahead gain at decisions: first", "last",
+                    "own selectivity: first", "last"]
+            out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for c in logged:
+                first, last = c.monitor.points[0], c.monitor.points[-1]
+                out.append("| " + " | ".join([
+                    escape(c.submission), ", ".join(str(p.step) for p in c.monitor.points),
+                    show(monitor_gain(first), 4, basis=False), show(monitor_gain(last), 4, basis=False),
+                    show(monitor_selectivity(first)), show(monitor_selectivity(last))]) + " |")
+            out.append("")
+        missing = [c.submission for c in refs if not (c.monitor and c.monitor.points)]
+        if missing:
+            out += [f"{', '.join(map(escape, missing))}: {NO_MONITOR}.", ""]
+    return ["## Training monitor", "", *out] if out else []
+
+
 def task_section(task: str, cells: list[Cell], plot_dir: Path, md_dir: Path) -> list[str]:
     """Per-task detail: success by group and split, baselines, gains, probes, future lens."""
     ok = [c for c in cells if c.ok]
@@ -936,6 +990,36 @@ def plot_variant_gain(summary: dict[str, dict[str, Figure]], plot_dir: Path) -> 
     return _save(fig, plt, plot_dir / "gain_by_variant.png")
 
 
+def plot_monitor_curves(cells: list[Cell], task: str, plot_dir: Path) -> Path | None:
+    """The training monitor of every reference of ``task``: lookahead gain at decisions and
+    own-target selectivity against steps, one colour per variant (thin: each seed, thick:
+    the mean over seeds at steps all seeds share)."""
+    by_variant: dict[str, list[Cell]] = defaultdict(list)
+    for c in cells:
+        by_variant[c.reference.variant].append(c)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
+    panels = ((monitor_gain, "gain(D) − gain(1) at decisions (nats)"), (monitor_selectivity, "own-target selectivity"))
+    for colour, variant in enumerate(v for v in VARIANTS if v in by_variant):
+        for ax, (extract, label) in zip(axes, panels):
+            series = []
+            for c in by_variant[variant]:
+                steps = [p.step for p in c.monitor.points]
+                values = _curve([f.value if f else None for f in map(extract, c.monitor.points)])
+                ax.plot(steps, values, color=f"C{colour}", lw=0.7, alpha=0.5)
+                series.append(dict(zip(steps, values)))
+            shared = sorted(set.intersection(*(set(s) for s in series)))
+            ax.plot(shared, [np.nanmean([s[x] for s in series]) for x in shared], color=f"C{colour}", lw=2,
+                    marker="o", ms=3, label=f"{variant} ({count(len(series), 'seed')})")
+            ax.set_ylabel(label)
+    for ax in axes:
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("training step")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{task}: training monitor (dev split)", fontsize=10)
+    return _save(fig, plt, plot_dir / f"{task}_monitor.png")
+
+
 def _save(fig, plt, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -1115,6 +1199,7 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
         *validation_section(Path(results_dir) / VALIDATION_FILE), "",
         "## Headline experiment: does stunting reduce lookahead?", "",
         *headline_section(rows, order, plot_dir, md_dir), "",
+        *monitor_section(by_task, order, plot_dir, md_dir),
         *natural_section(rows, natural, _stale_names(cells, submission_dirs)),
         *amplified_decoding_section(rows, order + natural),
         "## Per task", "",

@@ -9,6 +9,7 @@ Cells are `benchmark.schema.Cell` records: the runner never spells a key of the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from benchmark.errors import error_line, one_line
-from benchmark.results import (cell_key, cell_path, git_hash, is_fresh, library_versions,
+from benchmark.monitor import monitor_log
+from benchmark.results import (cell_key, cell_path, git_hash, is_fresh, library_versions, load_cell,
                                model_hash, write_cell)
 from benchmark.safety import SubmissionError
-from benchmark.schema import ERROR, OK, Cell, Data, Key, Metrics, Reference, Run, SchemaError, Seeds
+from benchmark.schema import (ERROR, OK, Cell, Data, Key, Metrics, Reference, Run, SchemaError, Seeds,
+                              TrainingMonitor)
 from benchmark.submissions import Submission, read_submission
 
 # on_event(kind, submission, task, detail): kinds are "start", "stage", "done", "cached", "error".
@@ -55,8 +58,9 @@ def _error_cells(name: str, task_names: list[str], message: str, cfg, results_di
 
 
 def _ok_cell(sub: Submission, reference: Reference | None, task, key: Key, cfg, result: dict,
-             seconds: float) -> Cell:
-    """The finished cell; `evaluate_cell`'s plain dicts are checked against the schema here."""
+             seconds: float, monitor: TrainingMonitor | None = None) -> Cell:
+    """The finished cell; `evaluate_cell`'s plain dicts are checked against the schema here.
+    ``monitor``: the model's training monitor, carried so the report needs no model folder."""
     return Cell(
         submission=sub.name, task=task.name, task_version=task.version, status=OK, key=key,
         config=cfg.to_dict(),
@@ -66,7 +70,28 @@ def _ok_cell(sub: Submission, reference: Reference | None, task, key: Key, cfg, 
         metrics=Metrics.from_dict(result["metrics"], "metrics"),
         versions=library_versions(), git=git_hash(),
         run=Run(date=dt.date.today().isoformat(), timings=result["timings"], seconds=round(seconds, 1)),
+        monitor=monitor,
     )
+
+
+def _training_monitor(model_path: Path) -> TrainingMonitor | None:
+    """The model folder's monitor log as a record, without the seconds it took (they differ
+    between two identical runs); a log that does not fit fails the cell."""
+    log = monitor_log(model_path)
+    if log is None:
+        return None
+    timeless = {k: v for k, v in log.items() if k != "seconds"}
+    timeless["points"] = [{k: v for k, v in p.items() if k != "seconds"} for p in log.get("points", [])]
+    return TrainingMonitor.from_dict(timeless, "train_log.json monitor")
+
+
+def _refresh_monitor(path: Path, monitor: TrainingMonitor | None) -> None:
+    """Give a cached cell its model's current monitor log. train_log.json is not part of the
+    model's hash, so a model retrained to the same weights (training is deterministic) keeps
+    its cell; its new log is copied in, not recomputed."""
+    cell = load_cell(path)
+    if cell is not None and cell.monitor != monitor:
+        write_cell(path, dataclasses.replace(cell, monitor=monitor))
 
 
 def safe_name(folder: Path) -> str:
@@ -146,6 +171,11 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
             continue
         key = cell_key(digests[model_path], task.version, cfg.to_dict())
         if not force and is_fresh(path, key):
+            try:
+                _refresh_monitor(path, _training_monitor(model_path))
+            except SchemaError as err:
+                failed(f"train_log.json: {one_line(err)}")
+                continue
             on_event("cached", sub.name, task_name, "")
             outcomes.append(CellOutcome(sub.name, task_name, "cached"))
             continue
@@ -159,7 +189,8 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
                 loaded, loaded_path = load_model(model_path), model_path
             result = _run_cell(loaded, task, cfg, lambda s: on_event("stage", sub.name, task_name, s))
             # A metric that does not fit the schema fails this cell, in one line, not the run.
-            cell = _ok_cell(sub, reference, task, key, cfg, result, time.time() - start)
+            cell = _ok_cell(sub, reference, task, key, cfg, result, time.time() - start,
+                            _training_monitor(model_path))
         except SubmissionError as err:
             message = str(err)
         except MemoryError:

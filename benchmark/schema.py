@@ -15,6 +15,9 @@ written by harness 4::
       metrics     Metrics    below; None in an error cell
       versions, git
       run         Run        date, timings, seconds: all that two identical runs may differ in
+      monitor     TrainingMonitor  the training monitor's points, copied from the model's
+                             train_log.json (`benchmark.monitor`) without its seconds; absent
+                             for a model trained before the monitor, or not trained here
 
     Metrics
       success_greedy, success_beam   SuccessRates {all: Rate, groups: {group: Rate}}
@@ -498,6 +501,34 @@ class Validation(Record):
         return sum(c.passed is not None for c in self.checks)
 
 
+# ------------------------------------------------------------------ the training monitor
+
+
+@dataclass(frozen=True)
+class MonitorPoint(Record):
+    """The training monitor after ``step`` updates (`benchmark.monitor`), on the ``split``
+    (dev) drawn with ``seed``: the gain with the dev lookahead and the plan probe of the
+    task's first target, as the evaluation computes them (empty when too few rows)."""
+
+    step: int
+    split: str
+    seed: int
+    amplification_gain: AmplificationGain
+    plan_probe: dict[str, PlanProbe]
+
+
+@dataclass(frozen=True)
+class TrainingMonitor(Record):
+    """What a reference's train_log.json holds under "monitor": the `MonitorConfig`, its
+    task, the steps between points, and the points (the log's seconds are left out: a cell
+    holds what two identical runs agree on, apart from `Run`)."""
+
+    config: dict[str, Any]
+    task: str
+    every: int
+    points: list[MonitorPoint]
+
+
 # ------------------------------------------------------------------ the cell
 
 
@@ -566,6 +597,7 @@ class Cell(Record):
     versions: dict[str, str | None] = field(default_factory=dict)
     git: str | None = None
     run: Run = field(default_factory=Run)
+    monitor: TrainingMonitor | None = None
 
     def __post_init__(self) -> None:
         if self.status not in (OK, ERROR):

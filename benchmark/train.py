@@ -19,12 +19,15 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from benchmark.models import encode_examples, new_gpt2, pick_device, word_tokenizer
 from benchmark.variants import LOSS_VERSIONS
+
+if TYPE_CHECKING:
+    from benchmark.monitor import Monitor, MonitorConfig
 
 DATA_SEED = 0
 
@@ -152,12 +155,14 @@ def learning_rate(step: int, steps: int, cfg: TrainConfig) -> float:
 
 def train_reference(
     cfg: TrainConfig, out_dir: Path, progress: Callable[[int, int, float], None] | None = None,
-    bottleneck_at: int | None = None,
+    bottleneck_at: int | None = None, monitor: MonitorConfig | None = None,
 ) -> Path:
     """Train one reference model and save it as a model folder at ``out_dir`` (atomically).
 
     ``progress(step, steps, loss)`` is called after every step (the CLI draws a bar).
     ``bottleneck_at``: train a bottleneck model (`benchmark.bottleneck`) at that token.
+    ``monitor``: watch the training (`benchmark.monitor`; one task only); its points go
+    into train_log.json and the weights are the same as without it.
     """
     torch.manual_seed(cfg.seed)
     device = pick_device()
@@ -170,15 +175,23 @@ def train_reference(
         from benchmark.bottleneck import install
 
         install(model, bottleneck_at)
-    info = fit(model, data, cfg, tokenizer.pad_token_id, progress)
+    watcher = None
+    if monitor is not None:
+        from benchmark.monitor import Monitor
+
+        if len(cfg.tasks) != 1:
+            raise ValueError("the monitor watches a model of one task, not a mixture")
+        watcher = Monitor(model, tokenizer, cfg.tasks[0], monitor, cfg.variant, cfg.stunt, cfg.size)
+    info = fit(model, data, cfg, tokenizer.pad_token_id, progress, watcher)
     return save_reference(model, tokenizer, cfg, out_dir, info)
 
 
 def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
-        progress: Callable[[int, int, float], None] | None = None) -> dict:
+        progress: Callable[[int, int, float], None] | None = None, monitor: Monitor | None = None) -> dict:
     """Train ``model`` in place on encoded examples (`encode_examples`' dicts, per task) with
     ``cfg``'s variant, schedule and optimiser; returns what train_log.json records (seconds,
-    the loss log, steps, sequences seen, v3's worst balance figures)."""
+    the loss log, steps, sequences seen, v3's worst balance figures, and the ``monitor``'s
+    points when one watches, measured before the first update and after every N-th)."""
     from benchmark.stunting import StuntConfig, prepared, training_loss
 
     device = next(model.parameters()).device
@@ -192,8 +205,11 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
     start = time.time()
     model.train()
     steps = n_steps(data, cfg)
+    if monitor:
+        monitor.after(0, steps)  # the initial model
     # Inside `prepared` the variant's training-time device (myopic attention) is installed;
-    # it is gone when the block ends, so the saved model is an ordinary GPT-2.
+    # it is gone when the block ends, so the saved model is an ordinary GPT-2. (The monitor
+    # measures a myopic model through it: its forward equals ordinary attention.)
     with prepared(model, cfg.variant, stunt):
         for step, (name, idx) in enumerate(batch_schedule(data, cfg)):
             batch = collate([data[name][i] for i in idx], pad_id, device)
@@ -213,12 +229,14 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
             if step % 50 == 0 or step == steps - 1:
                 log.append({"step": step, "task": name, "loss": round(loss.item(), 5),
                             **{k: round(float(v), 5) for k, v in stats.items()}})
+            if monitor:
+                monitor.after(step + 1, steps)
             if progress:
                 progress(step + 1, steps, loss.item())
-    seconds = time.time() - start
+    seconds = time.time() - start  # the monitor's time included (its own is in its log)
     summary = {f"{'min' if k.endswith('ess') else 'max'}_{k}": round(v, 5) for k, v in extremes.items()}
     return {"seconds": round(seconds, 1), "log": log, "steps": steps, "sequences_seen": steps * cfg.batch_size,
-            **summary}
+            **summary, **({"monitor": monitor.log()} if monitor else {})}
 
 
 def save_reference(model, tokenizer, cfg, out_dir: Path, info: dict) -> Path:

@@ -65,8 +65,10 @@ def test_run_on_ray_gives_the_local_run(tmp_path, monkeypatch):
                         lambda profile, task, variant, seed: replace(tiny, variant=variant, seed=seed, tasks=(task,)))
     small = replace(TINY_EVAL, n_eval=40, max_success=8, max_amp_examples=8, n_boot=50, causal_pairs=20,
                     max_sampled=8)
-    monkeypatch.setattr(evaluate, "EvalConfig", lambda size, real_files: replace(small, real_files=real_files))
-    # Two variants stand for all six (each costs a training and a cell, twice).
+    # (The training monitor builds its own config with its lookahead: that passes through.)
+    monkeypatch.setattr(evaluate, "EvalConfig",
+                        lambda size="full", real_files=(), **monitor: replace(small, real_files=real_files, **monitor))
+    # Two variants stand for all of them (each costs a training and a cell, twice).
     monkeypatch.setattr(pipeline, "VARIANTS", ("unstunted", "myopic"))
     # Relative paths, as a run has them: a Ray task runs in the parent's folder.
     monkeypatch.chdir(tmp_path)
