@@ -9,6 +9,7 @@ Cells are `benchmark.schema.Cell` records: the runner never spells a key of the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -56,7 +57,11 @@ def _error_cells(name: str, task_names: list[str], message: str, cfg, results_di
 
 def _ok_cell(sub: Submission, reference: Reference | None, task, key: Key, cfg, result: dict,
              seconds: float) -> Cell:
-    """The finished cell; `evaluate_cell`'s plain dicts are checked against the schema here."""
+    """The finished cell; `evaluate_cell`'s plain dicts are checked against the schema here.
+    A reference's record gains its model's training diagnostics (train_log.json), so the
+    report, which reads result files only, can show them."""
+    if reference is not None:
+        reference = dataclasses.replace(reference, training=_training_diagnostics(sub.model_for(task.name)))
     return Cell(
         submission=sub.name, task=task.name, task_version=task.version, status=OK, key=key,
         config=cfg.to_dict(),
@@ -67,6 +72,19 @@ def _ok_cell(sub: Submission, reference: Reference | None, task, key: Key, cfg, 
         versions=library_versions(), git=git_hash(),
         run=Run(date=dt.date.today().isoformat(), timings=result["timings"], seconds=round(seconds, 1)),
     )
+
+
+def _training_diagnostics(model_dir: Path) -> dict[str, float] | None:
+    """The summary figures of a model folder's train_log.json; None when it records none."""
+    import json
+
+    from benchmark.train import training_summary
+
+    try:
+        summary = training_summary(json.loads((Path(model_dir) / "train_log.json").read_text()))
+    except (OSError, ValueError):
+        return None
+    return summary or None
 
 
 def safe_name(folder: Path) -> str:

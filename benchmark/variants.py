@@ -9,7 +9,8 @@ never parsed back).
 from __future__ import annotations
 
 # The training variants, in the order tables show them (benchmark.stunting implements them).
-VARIANTS = ("unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance", "stunted-sampled")
+VARIANTS = ("unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance", "stunted-sampled",
+            "stunted-learned")
 # The untrained model of the reference architecture: the floor every metric must beat.
 RANDOM_INIT_VARIANT = "random-init"
 RANDOM_INIT = "ref-random-init"
