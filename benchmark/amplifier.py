@@ -41,7 +41,7 @@ from benchmark.amplify import lookahead_shift
 
 N_FEATURES = 3
 FUTURE_CLIP = 10.0  # nats: a continuation this improbable reads the same as any rarer one
-DEFAULT_EVERY = 50  # K: steps between retrains (measured: bench/bench_train_step.py, docs/design.md)
+DEFAULT_EVERY = 50  # K: steps between retrains, at most (measured: bench/bench_train_step.py, docs/design.md)
 DEFAULT_HIDDEN = 16
 DEFAULT_ITERS = 50  # full-batch Adam steps per retrain
 DEFAULT_LR = 0.03

@@ -86,6 +86,7 @@ from benchmark.amplifier import DEFAULT_EVERY, DEFAULT_HIDDEN, LearnedAmplifier
 from benchmark.variants import VARIANTS
 
 MYOPIC = "myopic"  # the attention implementation's registered name
+MIN_RETRAINS = 10  # stunted-learned: retrains in a run at the least (`new_amplifier`)
 
 
 @dataclass
@@ -334,12 +335,15 @@ def stunt_weights(
 # --------------------------------------------------------------------------- the loss
 
 
-def new_amplifier(variant: str, cfg: StuntConfig, seed: int) -> LearnedAmplifier | None:
+def new_amplifier(variant: str, cfg: StuntConfig, seed: int, steps: int | None = None) -> LearnedAmplifier | None:
     """The learned amplifier a run of ``variant`` trains beside the model (stunted-learned
-    only; None otherwise), seeded by the run's seed."""
+    only; None otherwise), seeded by the run's seed. It retrains every
+    ``cfg.amplifier_every`` steps, or often enough for ``MIN_RETRAINS`` in a run of ``steps``:
+    a short run (chess, 125 steps) would otherwise train against q_A = p until step 50."""
     if variant != "stunted-learned":
         return None
-    return LearnedAmplifier(every=cfg.amplifier_every, hidden=cfg.amplifier_hidden, seed=seed)
+    every = cfg.amplifier_every if steps is None else max(1, min(cfg.amplifier_every, steps // MIN_RETRAINS))
+    return LearnedAmplifier(every=every, hidden=cfg.amplifier_hidden, seed=seed)
 
 
 def training_loss(

@@ -185,7 +185,7 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
     device = next(model.parameters()).device
     stunt = StuntConfig(**cfg.stunt)
     # v5's amplifier (None for every other variant): its own optimiser and seeded generator.
-    amplifier = new_amplifier(cfg.variant, stunt, cfg.seed)
+    amplifier = new_amplifier(cfg.variant, stunt, cfg.seed, n_steps(data, cfg))
     amplifier_log: list[dict] = []
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]

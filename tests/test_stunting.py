@@ -524,6 +524,13 @@ def test_learned_stunting_cancels_the_first_order_update_toward_the_amplifier():
     assert abs(stunted) < 1e-6 * abs(plain)  # float32 logits: zero to their precision
 
 
+def test_the_amplifier_retrains_at_least_ten_times_a_run():
+    cfg = StuntConfig()
+    assert [new_amplifier("stunted-learned", cfg, 0, steps).every for steps in (None, 1500, 625, 125, 31, 5)] == \
+        [50, 50, 50, 12, 3, 1]
+    assert new_amplifier("stunted-balance", cfg, 0, 125) is None
+
+
 def test_learned_stunting_is_plain_training_until_the_amplifier_has_learned():
     """Before its first retrain the amplifier is q_A = p, so the first K steps of v5 are
     exactly unstunted ones."""
@@ -569,11 +576,12 @@ def test_learned_variant_trains_deterministically_and_logs_the_amplifier_gain(tm
     from benchmark.results import model_hash
     from benchmark.train import TrainConfig, train_reference
 
-    cfg = TrainConfig(variant="stunted-learned", stunt={"amplifier_every": 4}, **TINY)
+    cfg = TrainConfig(variant="stunted-learned", **TINY | {"steps": 40})
     a, b = (train_reference(cfg, tmp_path / name) for name in ("a", "b"))
     assert model_hash(a) == model_hash(b)
     log = json.loads((a / "train_log.json").read_text())
-    assert [entry["step"] for entry in log["amplifier"]] == [3, 7, 11]
+    # A 40-step run retrains every 4 steps (K = 50 would leave it unstunted throughout).
+    assert [entry["step"] for entry in log["amplifier"]] == list(range(3, 40, 4))
     assert log["final_amplifier_gain"] == log["amplifier"][-1]["heldout_gain"]
     assert all(entry["positions"] > 0 for entry in log["amplifier"])
     # What a reference's result cells carry (`Reference.training`), for the leaderboard.
