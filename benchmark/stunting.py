@@ -66,8 +66,9 @@ amplified position, which is why "all" sits at about 3x. stunted-sampled feeds M
 particle tokens instead: at M=16 (the default) 5.0x unstunted and 2.3x stunted-balance, at
 M=64 17.5x (one run, side by side). stunted-learned reuses v3's beams and adds the
 amplifier's features, its forward and its retrain every K steps (50 full-batch Adam steps on
-at most 8,192 positions): at K=50 (the default) 2.1x unstunted, 1.0x stunted-balance; at
-K=10 2.3x (one run, side by side, on a loaded machine: v3 2.1x, v4 6.2x in the same run).
+at most 8,192 positions): at K=50 (the default) 2.1-2.2x unstunted, 0.98-1.03x
+stunted-balance; at K=10 2.2-2.3x (two runs, side by side, on a loaded machine: v3
+2.1-2.2x, v4 5.8-6.2x in the same runs).
 """
 
 from __future__ import annotations
