@@ -585,8 +585,12 @@ def lookahead_support(amp: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch
     Beams (`amplified_scores`): the top W tokens of p, one entry per token
     (`lookahead_shift`). Particles (`sampled_scores`): one entry per particle, w_i - w1_i at
     its first token; a token drawn twice has two entries, which add up, and that is exact
-    wherever the shift is used linearly (`lookahead_movement`), not under a clamp.
+    wherever the shift is used linearly (`lookahead_movement`), not under a clamp. A learned
+    amplifier's q_A (`benchmark.amplifier`, key "amplifier_q"): q_A - p at the top W tokens,
+    the only ones where q_A differs from p.
     """
+    if "amplifier_q" in amp:
+        return amp["top_tokens"], (amp["amplifier_q"].double() - amp["top_logp"].double().exp()), amp["top_logp"]
     if "sample_weights" in amp:
         return amp["first_tokens"], (amp["sample_weights"] - amp["first_weights"]).double(), amp["first_logp"]
     return amp["top_tokens"], lookahead_shift(amp), amp["top_logp"]

@@ -497,6 +497,13 @@ SUMMARY: tuple[tuple[str, Extract, int], ...] = (
     ("lookahead gain, all positions (nats)", lookahead_all, 4),
 )
 BASE = "unstunted"
+# The training diagnostics a reference's cells carry (`Reference.training`, from its
+# train_log.json), in the order the headline's line shows them.
+TRAINING_DIAGNOSTICS = (
+    ("final_amplifier_gain", "learned amplifier's held-out gain over the model at its last retrain (nats)", 4),
+    ("min_balance_ess", "worst balance ESS", 3),
+    ("max_balance_residual", "worst balance residual", 3),
+)
 
 
 @dataclass(frozen=True)
@@ -571,6 +578,7 @@ def headline_section(rows: list[Row], task_order: list[str], plot_dir: Path, md_
             if f:
                 gain_summary.setdefault(task, {})[v] = f
         out.append("")
+        out += training_lines(present)
         base = present.get(BASE)
         if base:
             base_figures[task] = {m: f for m, get in SELECTIVITIES if (f := seed_mean(base, get))}
@@ -591,6 +599,23 @@ def headline_section(rows: list[Row], task_order: list[str], plot_dir: Path, md_
         out += [f"![lookahead gain per variant]({plot.relative_to(md_dir).as_posix()})", ""]
     out += ["**What the numbers show.** " + headline_paragraph(comparisons, base_figures), ""]
     return out
+
+
+def training_lines(present: dict[str, list[Cell]]) -> list[str]:
+    """One line of the variants' training diagnostics (mean over seeds, the seeds' range in
+    brackets); nothing when no cell carries any."""
+    parts = []
+    for v, cells in present.items():
+        found = []
+        for key, name, digits in TRAINING_DIAGNOSTICS:
+            values = [c.reference.training[key] for c in cells if c.reference.training and key in c.reference.training]
+            if values:
+                span = f" [{fmt(min(values), digits)}, {fmt(max(values), digits)}]" if len(values) > 1 else ""
+                found.append(f"{name} {fmt(float(np.mean(values)), digits)}{span} ({count(len(values), 'seed')})")
+        if found:
+            parts.append(f"{v}: " + "; ".join(found))
+    return ["**Training diagnostics** (train_log.json; mean over seeds, their range in brackets): "
+            + ". ".join(parts) + ".", ""] if parts else []
 
 
 def headline_paragraph(comparisons: list[Comparison], base_figures: dict[str, dict[str, Figure]]) -> str:

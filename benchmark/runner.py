@@ -60,7 +60,11 @@ def _error_cells(name: str, task_names: list[str], message: str, cfg, results_di
 def _ok_cell(sub: Submission, reference: Reference | None, task, key: Key, cfg, result: dict,
              seconds: float, monitor: TrainingMonitor | None = None) -> Cell:
     """The finished cell; `evaluate_cell`'s plain dicts are checked against the schema here.
-    ``monitor``: the model's training monitor, carried so the report needs no model folder."""
+    ``monitor``: the model's training monitor, carried so the report needs no model folder;
+    for the same reason a reference's record gains its model's training diagnostics
+    (train_log.json's summary figures)."""
+    if reference is not None:
+        reference = dataclasses.replace(reference, training=_training_diagnostics(sub.model_for(task.name)))
     return Cell(
         submission=sub.name, task=task.name, task_version=task.version, status=OK, key=key,
         config=cfg.to_dict(),
@@ -92,6 +96,19 @@ def _refresh_monitor(path: Path, monitor: TrainingMonitor | None) -> None:
     cell = load_cell(path)
     if cell is not None and cell.monitor != monitor:
         write_cell(path, dataclasses.replace(cell, monitor=monitor))
+
+
+def _training_diagnostics(model_dir: Path) -> dict[str, float] | None:
+    """The summary figures of a model folder's train_log.json; None when it records none."""
+    import json
+
+    from benchmark.train import training_summary
+
+    try:
+        summary = training_summary(json.loads((Path(model_dir) / "train_log.json").read_text()))
+    except (OSError, ValueError):
+        return None
+    return summary or None
 
 
 def safe_name(folder: Path) -> str:

@@ -9,7 +9,7 @@ written by harness 4::
       key         Key        model_hash, task_version, config_hash, harness_version
       config      dict       the EvalConfig (`EvalConfig.to_dict()`); "size" is its profile
       seeds       Seeds      data, bootstrap, probe, random_init
-      reference   Reference  variant, seed, profile; None for a submitted model
+      reference   Reference  variant, seed, profile, training (diagnostics); None for a submitted model
       description, authors
       data        Data       dev, test (split sizes), fingerprint
       metrics     Metrics    below; None in an error cell
@@ -557,6 +557,10 @@ class Reference(Record):
     variant: str
     seed: int | None = None
     profile: str | None = None
+    # The model's training diagnostics (`benchmark.train.training_summary` of its
+    # train_log.json: v3-v5's worst balance figures, v5's final amplifier gain); added by the
+    # runner, absent when the training records none.
+    training: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

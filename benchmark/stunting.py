@@ -36,6 +36,12 @@ exactly the plain loss for a search of depth 1:
   by their probability) instead of the beams' q. For every draw the weights cancel the
   batch's first-order movement toward q̂_D beyond q̂_1, so its expectation over the draws
   is 0 too; docs/design.md says what that leaves toward the exact q.
+- ``stunted-learned`` (v5): v3's balance against the distribution q_A of a learned lookahead
+  amplifier (`benchmark.amplifier`), which re-weights p's top W tokens by what the beams of
+  v3 saw about each and is retrained every ``amplifier_every`` steps to predict the next
+  token better than the model. The movement is toward q_A beyond p (q_A = p for a depth-1
+  search and before the first retrain), so the weights cancel the batch's first-order
+  movement toward whatever the amplifier has learned to add.
 
 q comes from `benchmark.amplify.amplified_scores` (v4: `sampled_scores`, drawing from torch's
 global generator, which training seeds, so a run stays bit-deterministic) on the current weights, in eval mode
@@ -59,7 +65,11 @@ thread, as a multiple of the unstunted step): myopic 0.9–1.05x; stunted with "
 The amplification costs one no-grad forward plus one over W·(D-1) beam tokens per
 amplified position, which is why "all" sits at about 3x. stunted-sampled feeds M·(D-1)
 particle tokens instead: at M=16 (the default) 5.0x unstunted and 2.3x stunted-balance, at
-M=64 17.5x (one run, side by side).
+M=64 17.5x (one run, side by side). stunted-learned reuses v3's beams and adds the
+amplifier's features, its forward and its retrain every K steps (50 full-batch Adam steps on
+at most 8,192 positions): at K=50 (the default) 2.1-2.2x unstunted, 0.98-1.03x
+stunted-balance; at K=10 2.2-2.3x (two runs, side by side, on a loaded machine: v3
+2.1-2.2x, v4 5.8-6.2x in the same runs).
 """
 
 from __future__ import annotations
@@ -74,9 +84,11 @@ import torch.nn.functional as F
 from benchmark.amplify import (DEFAULT_DEPTH, DEFAULT_PARTICLES, DEFAULT_WIDTH, amplified_scores,
                                gain_per_position, lookahead_movement, lookahead_shift, lookahead_support,
                                position_ids_from_mask, sampled_scores)
+from benchmark.amplifier import DEFAULT_EVERY, DEFAULT_HIDDEN, LearnedAmplifier
 from benchmark.variants import VARIANTS
 
 MYOPIC = "myopic"  # the attention implementation's registered name
+MIN_RETRAINS = 10  # stunted-learned: retrains in a run at the least (`new_amplifier`)
 
 
 @dataclass
@@ -91,6 +103,8 @@ class StuntConfig:
     beta: float = 0.0  # myopic: gradient scale through earlier positions (1 = ordinary)
     penalty_weight: float = 1.0  # mu of stunted-penalty
     min_ess: float = 0.5  # stunted-balance: effective sample size kept, as a share of tokens
+    amplifier_every: int = DEFAULT_EVERY  # stunted-learned: steps K between the amplifier's retrains
+    amplifier_hidden: int = DEFAULT_HIDDEN  # stunted-learned: the amplifier's hidden units
 
 
 # --------------------------------------------------------------------------- myopic attention
@@ -131,20 +145,23 @@ def myopic_attention(
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     q_len, kv_len = query.shape[-2], key.shape[-2]
-    if kv_len != q_len or getattr(module, "myopic_states", None) is None:
-        raise ValueError("myopic attention trains a GPT-2 on whole sequences (no cache, states recorded by `prepared`)")
-
-    # Equal to key and value in value (the same projection of the same numbers); in gradient
-    # the weights get all of it and the earlier states beta of it.
-    key_sg, value_sg = _from_detached_states(module, key.shape)
-    key_mix, value_mix = key_sg + beta * (key - key_sg), value_sg + beta * (value - value_sg)
+    offset = kv_len - q_len  # query i is key i + offset (a cache puts earlier keys first)
+    if torch.is_grad_enabled():
+        if offset or getattr(module, "myopic_states", None) is None:
+            raise ValueError("myopic training runs a GPT-2 on whole sequences (no cache; `prepared` records the states)")
+        # Equal to key and value in value (the same projection of the same numbers); in
+        # gradient the weights get all of it and the earlier states beta of it.
+        key_sg, value_sg = _from_detached_states(module, key.shape)
+        key_mix, value_mix = key_sg + beta * (key - key_sg), value_sg + beta * (value - value_sg)
+    else:  # no gradient (the training monitor measuring, a cache): ordinary attention
+        key_mix, value_mix = key, value
     scores = torch.matmul(query, key_mix.transpose(-1, -2)) * scaling
     # Give the diagonal its missing (1 - beta) share of gradient: the added term is exactly 0.
-    own = (query * (key - key_mix)).sum(-1) * scaling
-    scores.diagonal(0, -2, -1).add_(own)
+    own = (query * (key[..., offset:, :] - key_mix[..., offset:, :])).sum(-1) * scaling
+    scores.diagonal(offset, -2, -1).add_(own)
 
     if attention_mask is None:
-        causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril()
+        causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril(offset)
         scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
     elif attention_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
@@ -154,8 +171,8 @@ def myopic_attention(
     probs = F.dropout(probs, p=dropout, training=module.training)
 
     out = torch.matmul(probs, value_mix)
-    own_p = probs.diagonal(0, -2, -1)[..., None]
-    out = out + own_p * (value - value_mix)  # exactly 0 in value
+    own_p = probs.diagonal(offset, -2, -1)[..., None]
+    out = out + own_p * (value[..., offset:, :] - value_mix[..., offset:, :])  # exactly 0 in value
     return out.transpose(1, 2).contiguous(), probs
 
 
@@ -323,7 +340,7 @@ def stunt_weights(
     if variant == "stunted-skip":
         w = (~helps).double()
         stats["frac_dropped"] = 1.0 - w.mean().item() if len(w) else 0.0
-    elif variant in ("stunted-balance", "stunted-sampled"):  # v4 is v3's rule on sampled q̂
+    elif variant in ("stunted-balance", "stunted-sampled", "stunted-learned"):  # v4, v5: v3's rule on q̂, q_A
         movement = lookahead_movement(amp, logp_top)
         # With "sample" the other loss tokens are a random sample like these, so their
         # expected movement is counted; with "decisions" they are not (and not balanced).
@@ -333,12 +350,23 @@ def stunt_weights(
         stats["movement_mean"] = movement.mean().item()
         stats["movement_abs_mean"] = movement.abs().mean().item()
     else:
-        raise ValueError(f"stunt_weights is for stunted-skip, -balance and -sampled, not {variant!r}")
+        raise ValueError(f"stunt_weights is for stunted-skip, -balance, -sampled and -learned, not {variant!r}")
     weights[amp["rows"], amp["ts"]] = w
     return weights, stats
 
 
 # --------------------------------------------------------------------------- the loss
+
+
+def new_amplifier(variant: str, cfg: StuntConfig, seed: int, steps: int | None = None) -> LearnedAmplifier | None:
+    """The learned amplifier a run of ``variant`` trains beside the model (stunted-learned
+    only; None otherwise), seeded by the run's seed. It retrains every
+    ``cfg.amplifier_every`` steps, or often enough for ``MIN_RETRAINS`` in a run of ``steps``:
+    a short run (chess, 125 steps) would otherwise train against q_A = p until step 50."""
+    if variant != "stunted-learned":
+        return None
+    every = cfg.amplifier_every if steps is None else max(1, min(cfg.amplifier_every, steps // MIN_RETRAINS))
+    return LearnedAmplifier(every=every, hidden=cfg.amplifier_hidden, seed=seed)
 
 
 def training_loss(
@@ -349,16 +377,23 @@ def training_loss(
     loss_mask: torch.Tensor,
     cfg: StuntConfig,
     decision_mask: torch.Tensor | None = None,
+    amplifier: LearnedAmplifier | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The scalar loss of one step for `variant`, and floats to log.
 
     Stats: ce (plain mean CE over loss_mask, comparable across variants), and for stunted
     variants frac_amplified, frac_helps (q_D(y) > q_1(y)), amp_gain and amp_gain_depth1
     (mean log p_0.5 - log p at the amplified positions, for q_D and q_1), plus frac_dropped
-    (skip), penalty (penalty), balance_ess / balance_residual / movement_* (balance).
+    (skip), penalty (penalty), balance_ess / balance_residual / movement_* (balance, sampled
+    and learned), amplifier_gain (learned: mean log q_A(y) - log p(y), held out).
+
+    stunted-learned needs ``amplifier`` (`new_amplifier`): it scores this step's positions
+    and keeps them for its next retrain, which the training loop calls (`LearnedAmplifier.due`).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant == "stunted-learned" and amplifier is None:
+        raise ValueError("stunted-learned trains against a learned amplifier: pass one (`new_amplifier`)")
     loss_mask = loss_mask.bool()
     if loss_mask[:, -1].any():
         raise ValueError("loss_mask[b, t] marks the prediction made at t of token t+1: the last column must be False")
@@ -391,6 +426,9 @@ def training_loss(
         return plain, stats
     stats["amp_gain"] = gain_per_position(amp["logp_true"], amp["q_true"], 0.5).mean().item()
     stats["amp_gain_depth1"] = gain_per_position(amp["logp_true"], amp["q1_true"], 0.5).mean().item()
+    if variant == "stunted-learned":  # q_A from the beams above; the movement is toward q_A beyond p
+        amp = amplifier.amplify(amp)
+        stats["amplifier_gain"] = amp["amplifier_gain"].mean().item()
 
     amp_logits = logits[amp["rows"], amp["ts"]].float()
     if variant == "stunted-penalty":

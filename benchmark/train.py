@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from benchmark.monitor import Monitor, MonitorConfig
 
 DATA_SEED = 0
+TRAINING_SUMMARY = ("min_", "max_", "final_")  # the prefixes of train_log.json's summary figures
 
 
 @dataclass
@@ -190,12 +191,19 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
         progress: Callable[[int, int, float], None] | None = None, monitor: Monitor | None = None) -> dict:
     """Train ``model`` in place on encoded examples (`encode_examples`' dicts, per task) with
     ``cfg``'s variant, schedule and optimiser; returns what train_log.json records (seconds,
-    the loss log, steps, sequences seen, v3's worst balance figures, and the ``monitor``'s
-    points when one watches, measured before the first update and after every N-th)."""
-    from benchmark.stunting import StuntConfig, prepared, training_loss
+    the loss log, steps, sequences seen, v3's worst balance figures, v5's amplifier log, and
+    the ``monitor``'s points when one watches, measured before the first update and after
+    every N-th).
+
+    Summary figures are the top-level keys named ``min_*``, ``max_*`` or ``final_*``
+    (`TRAINING_SUMMARY`): a reference's result cells carry them (`benchmark.runner`)."""
+    from benchmark.stunting import StuntConfig, new_amplifier, prepared, training_loss
 
     device = next(model.parameters()).device
     stunt = StuntConfig(**cfg.stunt)
+    # v5's amplifier (None for every other variant): its own optimiser and seeded generator.
+    amplifier = new_amplifier(cfg.variant, stunt, cfg.seed, n_steps(data, cfg))
+    amplifier_log: list[dict] = []
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -216,13 +224,16 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, steps, cfg)
             loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
-                                        batch.loss_mask, stunt, decision_mask=batch.decision_mask)
+                                        batch.loss_mask, stunt, decision_mask=batch.decision_mask,
+                                        amplifier=amplifier)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {step} ({cfg.variant})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if amplifier is not None and amplifier.due(step):
+                amplifier_log.append(amplifier.retrain(step))
             for key, worst in (("balance_ess", min), ("balance_residual", max)):
                 if key in stats:  # v3's guarantees, over every step, not only the logged ones
                     extremes[key] = worst(extremes.get(key, stats[key]), stats[key])
@@ -235,8 +246,16 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
                 progress(step + 1, steps, loss.item())
     seconds = time.time() - start  # the monitor's time included (its own is in its log)
     summary = {f"{'min' if k.endswith('ess') else 'max'}_{k}": round(v, 5) for k, v in extremes.items()}
+    if amplifier_log:  # the amplifier's own held-out gain over the model, at every retrain
+        summary.update({"amplifier": amplifier_log, "final_amplifier_gain": amplifier_log[-1]["heldout_gain"]})
     return {"seconds": round(seconds, 1), "log": log, "steps": steps, "sequences_seen": steps * cfg.batch_size,
             **summary, **({"monitor": monitor.log()} if monitor else {})}
+
+
+def training_summary(log: dict) -> dict[str, float]:
+    """The summary figures of a train_log.json (`fit`): v3-v5's worst balance figures, v5's
+    final amplifier gain; {} for a variant that records none."""
+    return {k: float(v) for k, v in log.items() if k.startswith(TRAINING_SUMMARY) and isinstance(v, (int, float))}
 
 
 def save_reference(model, tokenizer, cfg, out_dir: Path, info: dict) -> Path:

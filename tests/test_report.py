@@ -178,3 +178,20 @@ def test_natural_faces_are_ranked_apart(results, tmp_path):
     assert "rhymes-natural" not in ranking and "rhymes-natural: success@greedy" in natural
     table = natural.split("## Per task")[0]
     assert "| pretrained |" in table and "ref\\-unstunted" not in table and "ref\\-unstunted" in ranking
+
+
+def test_headline_shows_the_training_diagnostics_the_cells_carry(tmp_path):
+    """v5's amplifier gain (and v3's balance figures) come from train_log.json through the
+    cells' reference record; variants without them get no line."""
+    root = tmp_path / "results"
+    for seed, gain in enumerate([0.010, 0.020, 0.030]):
+        store(root, cell_dict(f"ref-unstunted-s{seed}", "rhymes", metrics(90, 0.1), ref("unstunted", seed)))
+        training = {"final_amplifier_gain": gain, "min_balance_ess": 0.5, "max_balance_residual": 0.0}
+        store(root, cell_dict(f"ref-stunted-learned-s{seed}", "rhymes", metrics(90, 0.1),
+                              ref("stunted-learned", seed) | {"training": training}))
+    out = tmp_path / "leaderboard.md"
+    write_leaderboard(root, out, tmp_path / "no-submissions")
+    line = next(t for t in out.read_text().splitlines() if t.startswith("**Training diagnostics**"))
+    assert ("stunted-learned: learned amplifier's held-out gain over the model at its last retrain (nats) "
+            "0.0200 [0.0100, 0.0300] (3 seeds); worst balance ESS 0.500 [0.500, 0.500] (3 seeds)") in line
+    assert "unstunted:" not in line

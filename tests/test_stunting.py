@@ -7,10 +7,12 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from contextlib import ExitStack
 
 from benchmark.amplify import amplified_scores, beam_search, lookahead_movement, lookahead_shift, sampled_scores
+from benchmark.variants import VARIANTS
 from benchmark.stunting import (
     StuntConfig,
     amplification_penalty,
     balance_weights,
+    new_amplifier,
     prepared,
     stunt_weights,
     training_loss,
@@ -337,9 +339,13 @@ def test_every_stunted_rule_is_plain_training_for_a_depth_one_search():
     model = tiny_gpt2().eval()
     ids, attn, loss_mask = batch()
     plain, _ = training_loss(model, "unstunted", ids, attn, loss_mask, StuntConfig(depth=1))
-    for variant in ("stunted-skip", "stunted-penalty", "stunted-balance", "stunted-sampled"):
+    for variant in ("stunted-skip", "stunted-penalty", "stunted-balance", "stunted-sampled", "stunted-learned"):
         cfg = StuntConfig(width=3, depth=1, positions="all")
-        loss, stats = training_loss(model, variant, ids, attn, loss_mask, cfg)
+        amplifier = new_amplifier(variant, cfg, seed=0)
+        if amplifier is not None:  # trained first, so only the depth-1 search makes q_A = p
+            amplifier.amplify(amplified_scores(model, ids, attn, None, 3, 2))
+            amplifier.retrain(0)
+        loss, stats = training_loss(model, variant, ids, attn, loss_mask, cfg, amplifier=amplifier)
         assert abs(loss.item() - plain.item()) < 1e-5, variant
         assert stats["frac_helps"] == 0.0
 
@@ -374,20 +380,22 @@ def test_training_step_runs_for_every_variant_and_sampling_mode():
     ids, attn, loss_mask = batch()
     decisions = torch.zeros_like(loss_mask)
     decisions[0, 3] = decisions[2, 5] = True
-    runs = [(v, "sample") for v in ("unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance",
-                                    "stunted-sampled")]
-    runs += [("stunted-skip", "decisions"), ("stunted-balance", "decisions"), ("stunted-sampled", "decisions")]
+    runs = [(v, "sample") for v in VARIANTS]
+    runs += [(v, "decisions") for v in ("stunted-skip", "stunted-balance", "stunted-sampled", "stunted-learned")]
     for variant, positions in runs:
         cfg = StuntConfig(width=2, depth=2, positions=positions, sample_frac=0.3)
         with prepared(tiny_gpt2(n_layer=1, dropout=0.1), variant, cfg) as model:
             model.train()
-            loss, stats = training_loss(model, variant, ids, attn, loss_mask, cfg, decision_mask=decisions)
+            loss, stats = training_loss(model, variant, ids, attn, loss_mask, cfg, decision_mask=decisions,
+                                        amplifier=new_amplifier(variant, cfg, seed=0))
             loss.backward()
             assert model.training  # the amplification pass put training mode back
             assert torch.isfinite(loss) and all(isinstance(v, float) for v in stats.values())
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     with pytest.raises(ValueError):
         training_loss(tiny_gpt2(), "myopic", ids, attn, loss_mask, StuntConfig())  # not prepared
+    with pytest.raises(ValueError):
+        training_loss(tiny_gpt2(), "stunted-learned", ids, attn, loss_mask, StuntConfig())  # no amplifier
     bad = loss_mask.clone()
     bad[0, -1] = True
     with pytest.raises(ValueError):
@@ -489,3 +497,120 @@ def test_sampled_stunting_is_deterministic_for_a_seed():
         return loss.detach().numpy().tobytes()
 
     assert loss_bits(3) == loss_bits(3) and loss_bits(3) != loss_bits(4)
+
+
+# --------------------------------------------------------------------------- v5: a learned amplifier
+
+
+def test_learned_stunting_cancels_the_first_order_update_toward_the_amplifier():
+    """v5's defining property, checked by autograd rather than by the formula the code uses:
+    under the weights, one gradient step on the weighted CE changes sum_t KL(q_A,t || p_t)
+    by 0 to first order (the update's direction is orthogonal to the gradient of that KL),
+    where the unstunted step moves it. The toy of `validate`: the amplifier
+    has learned that A (whose continuation is certain) is the truth, and the batch is text of
+    the toy language, where it is not always."""
+    from benchmark.validate import toy_lookahead_model
+
+    model, always_a = toy_lookahead_model()
+    cfg = StuntConfig(width=4, depth=2, positions="all")
+    amplifier = new_amplifier("stunted-learned", cfg, seed=0)
+    amplifier.amplify(amplified_scores(model, always_a, None, [(r, 0) for r in range(len(always_a))], 4, 2))
+    amplifier.retrain(0)
+    g = torch.Generator().manual_seed(0)
+    firsts = torch.tensor([2, 4, 5, 6])[torch.randint(4, (24,), generator=g)]
+    seconds = torch.where(firsts == 2, 3, torch.randint(8, 24, (24,), generator=g))
+    ids = torch.stack([torch.ones(24, dtype=torch.long), firsts, seconds], 1)
+    attn, loss_mask = torch.ones_like(ids), torch.ones_like(ids, dtype=torch.bool)
+    loss_mask[:, -1] = False
+    rows, ts = loss_mask[:, :-1].nonzero(as_tuple=True)
+    amp = amplifier.amplify(amplified_scores(model, ids, attn, torch.stack([rows, ts], 1), 4, 2))
+    weights, stats = stunt_weights("stunted-learned", loss_mask, amp, cfg)
+    assert stats["balance_shrink"] == 1.0
+
+    with torch.no_grad():
+        z0 = model(ids, attention_mask=attn).logits[rows, ts].double()
+    p = torch.softmax(z0, -1)
+    q = p.clone().scatter_(1, amp["top_tokens"], amp["amplifier_q"].double())  # q_A: p off the candidates
+    assert torch.allclose(q.sum(-1), torch.ones(len(q), dtype=torch.float64)) and (q - p).abs().max() > 1e-3
+
+    def first_order_change(w: torch.Tensor) -> float:
+        z = z0.clone().requires_grad_(True)
+        ce = torch.nn.functional.cross_entropy(z, ids[rows, ts + 1], reduction="none")
+        (grad_loss,) = torch.autograd.grad((w * ce).sum(), z)
+        z = z0.clone().requires_grad_(True)
+        kl = (q * (q.log() - torch.log_softmax(z, -1))).sum()
+        (grad_kl,) = torch.autograd.grad(kl, z)
+        return -(grad_kl * grad_loss).sum().item()  # d KL / d eta along the descent step
+
+    plain = first_order_change(torch.ones(len(rows), dtype=torch.float64))
+    stunted = first_order_change(weights[rows, ts])
+    assert abs(plain) > 0.1  # unstunted training moves the model (here away from q_A: A is a quarter)
+    assert abs(stunted) < 1e-6 * abs(plain)  # float32 logits: zero to their precision
+
+
+def test_the_amplifier_retrains_at_least_ten_times_a_run():
+    cfg = StuntConfig()
+    assert [new_amplifier("stunted-learned", cfg, 0, steps).every for steps in (None, 1500, 625, 125, 31, 5)] == \
+        [50, 50, 50, 12, 3, 1]
+    assert new_amplifier("stunted-balance", cfg, 0, 125) is None
+
+
+def test_learned_stunting_is_plain_training_until_the_amplifier_has_learned():
+    """Before its first retrain the amplifier is q_A = p, so the first K steps of v5 are
+    exactly unstunted ones."""
+    model = tiny_gpt2().eval()
+    ids, attn, loss_mask = batch()
+    cfg = StuntConfig(width=4, depth=2, positions="all")
+    plain, _ = training_loss(model, "unstunted", ids, attn, loss_mask, cfg)
+    loss, stats = training_loss(model, "stunted-learned", ids, attn, loss_mask, cfg,
+                                amplifier=new_amplifier("stunted-learned", cfg, seed=0))
+    assert abs(loss.item() - plain.item()) < 1e-6 and stats["amplifier_gain"] == 0.0
+
+
+# --------------------------------------------------------------------------- the existing variants stay put
+
+# Digests of tiny models trained on main before stunted-learned existed (torch 2.13.0+cpu,
+# one thread): adding v5 must leave every existing variant's trained bytes as they were.
+TINY = dict(tasks=("rhymes",), size="quick", steps=12, batch_size=8, n_layer=1, n_embd=16, n_head=2,
+            n_positions=64, warmup=2)
+MAIN_DIGESTS = {"unstunted": "61b00b5e108cf366c2ba", "stunted-balance": "1537ea93d18a14168909",
+                "stunted-sampled": "fcdee89219f9a2b879fe"}
+
+
+def test_existing_variants_train_to_the_same_bytes_and_keys_as_before_v5(tmp_path):
+    from benchmark.baselines import reference_config
+    from benchmark.results import model_hash
+    from benchmark.train import TrainConfig, train_reference
+
+    # The cache keys: a default StuntConfig field never enters TrainConfig.to_dict().
+    assert reference_config("full", "rhymes", "stunted-balance", 1).to_dict() == {
+        "variant": "stunted-balance", "seed": 1, "tasks": ["rhymes"], "size": "full", "n_layer": 4, "n_embd": 128,
+        "n_head": 4, "n_positions": 128, "steps": None, "batch_size": 16, "lr": 0.003, "warmup": 100,
+        "weight_decay": 0.01, "stunt": {}}
+    if torch.__version__ != "2.13.0+cpu" or torch.cuda.is_available():
+        pytest.skip("the digests were recorded with torch 2.13.0 on CPU")
+    for variant, digest in MAIN_DIGESTS.items():
+        out = train_reference(TrainConfig(variant=variant, **TINY), tmp_path / variant)
+        assert model_hash(out) == digest, variant
+
+
+def test_learned_variant_trains_deterministically_and_logs_the_amplifier_gain(tmp_path):
+    import json
+
+    from benchmark.results import model_hash
+    from benchmark.train import TrainConfig, train_reference
+
+    cfg = TrainConfig(variant="stunted-learned", **TINY | {"steps": 40})
+    a, b = (train_reference(cfg, tmp_path / name) for name in ("a", "b"))
+    assert model_hash(a) == model_hash(b)
+    log = json.loads((a / "train_log.json").read_text())
+    # A 40-step run retrains every 4 steps (K = 50 would leave it unstunted throughout).
+    assert [entry["step"] for entry in log["amplifier"]] == list(range(3, 40, 4))
+    assert log["final_amplifier_gain"] == log["amplifier"][-1]["heldout_gain"]
+    assert all(entry["positions"] > 0 for entry in log["amplifier"])
+    # What a reference's result cells carry (`Reference.training`), for the leaderboard.
+    from benchmark.runner import _training_diagnostics
+
+    assert _training_diagnostics(a) == {"final_amplifier_gain": log["final_amplifier_gain"],
+                                        "min_balance_ess": log["min_balance_ess"],
+                                        "max_balance_residual": log["max_balance_residual"]}
