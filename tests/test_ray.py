@@ -68,8 +68,8 @@ def test_run_on_ray_gives_the_local_run(tmp_path, monkeypatch):
     # (The training monitor builds its own config with its lookahead: that passes through.)
     monkeypatch.setattr(evaluate, "EvalConfig",
                         lambda size="full", real_files=(), **monitor: replace(small, real_files=real_files, **monitor))
-    # Two variants stand for all of them (each costs a training and a cell, twice).
-    monkeypatch.setattr(pipeline, "VARIANTS", ("unstunted", "myopic"))
+    # One variant stands for all of them (each costs a training and a cell, twice).
+    monkeypatch.setattr(pipeline, "VARIANTS", ("unstunted",))
     # Relative paths, as a run has them: a Ray task runs in the parent's folder.
     monkeypatch.chdir(tmp_path)
     Path("none").mkdir()
@@ -87,6 +87,6 @@ def test_run_on_ray_gives_the_local_run(tmp_path, monkeypatch):
 
     local = run("local", "--workers", "1")  # in this process
     on_ray = run("ray", "--backend", "ray", "--workers", "2")
-    assert len(local["weights"]) == 3  # both variants and the random-init control
-    assert len(local["cells"]) == 3 and "| ref\\-unstunted" in local["leaderboard"]
+    assert len(local["weights"]) == 2  # the variant and the random-init control
+    assert len(local["cells"]) == 2 and "| ref\\-unstunted" in local["leaderboard"]
     assert on_ray == local
