@@ -440,10 +440,16 @@ def ranked_table(rows: list[Row], task_order: list[str], stale: set[str]) -> lis
     return out
 
 
+def rows_on(rows: list[Row], tasks: list[str]) -> list[Row]:
+    """The rows with a cell on any of ``tasks`` (a model scored on the natural faces only has
+    no row among the word-level faces, and the other way round)."""
+    return [r for r in rows if any(r.cells.get(t) for t in tasks)]
+
+
 def natural_section(rows: list[Row], natural: list[str], stale: set[str]) -> list[str]:
     """The natural faces' ranking (plain-text tasks for pretrained models), apart from the
     word-level faces the references are scored on; nothing when no cell has one."""
-    with_cells = [r for r in rows if any(r.cells.get(t) for t in natural)]
+    with_cells = rows_on(rows, natural)
     if not with_cells:
         return []
     return ["## Natural faces: plain text for pretrained models", "",
@@ -1217,7 +1223,7 @@ def write_leaderboard(results_dir: Path, out: Path, submission_dirs: Path | list
     lines = [
         *header(cells, found), EXPLANATION, "",
         "## Ranking", "",
-        *ranked_table(rows, order, _stale_names(cells, submission_dirs)), "",
+        *ranked_table(rows_on(rows, order), order, _stale_names(cells, submission_dirs)), "",
         *floors_note(rows, order),
         *null_model_note(null, order),
         "## Is the instrument working?", "",

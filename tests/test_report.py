@@ -171,6 +171,8 @@ def test_the_committed_leaderboard_rebuilds_from_the_committed_results(tmp_path)
 def test_natural_faces_are_ranked_apart(results, tmp_path):
     # A pretrained-style model with a natural-face cell beside its word-level one.
     store(results, cell_dict("pretrained", "rhymes-natural", metrics(60, 0.2, baseline_k=5)))
+    # And one scored on the natural faces only: no row of "not run" among the word-level faces.
+    store(results, cell_dict("standin", "rhymes-natural", metrics(55, 0.1, baseline_k=5)))
     out = tmp_path / "board.md"
     write_leaderboard(results, out, tmp_path / "none")
     text = out.read_text()
@@ -178,6 +180,7 @@ def test_natural_faces_are_ranked_apart(results, tmp_path):
     assert "rhymes-natural" not in ranking and "rhymes-natural: success@greedy" in natural
     table = natural.split("## Per task")[0]
     assert "| pretrained |" in table and "ref\\-unstunted" not in table and "ref\\-unstunted" in ranking
+    assert "| standin |" in table and "| standin |" not in ranking.split("**Task floors")[0]
 
 
 def test_headline_shows_the_training_diagnostics_the_cells_carry(tmp_path):
