@@ -12,12 +12,12 @@ resumes with the next unfinished model. `benchmark.pipeline` runs the training.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from benchmark.monitor import MonitorConfig
+from benchmark.results import train_log
 from benchmark.submissions import write_submission_toml
 from benchmark.train import TrainConfig, build_vocabulary, save_reference, train_reference
 from benchmark.variants import RANDOM_INIT, RANDOM_INIT_VARIANT, VARIANTS, reference_name
@@ -66,10 +66,7 @@ def model_folder(task: str) -> str:
 
 def trained_with(model_dir: Path) -> dict | None:
     """The training config a model folder was trained with (None: none, or unreadable)."""
-    try:
-        return json.loads((model_dir / "train_log.json").read_text())["config"]
-    except (OSError, ValueError, KeyError):
-        return None
+    return (train_log(model_dir) or {}).get("config")
 
 
 @dataclass

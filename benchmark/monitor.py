@@ -185,9 +185,6 @@ class Monitor:
 def monitor_log(model_dir: Path) -> dict | None:
     """The monitor's log in a model folder's train_log.json (None: the model was trained
     before the monitor, or not here, or the file is unreadable)."""
-    import json
+    from benchmark.results import train_log
 
-    try:
-        return json.loads((Path(model_dir) / "train_log.json").read_text()).get("monitor")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (train_log(model_dir) or {}).get("monitor")

@@ -19,7 +19,18 @@ from benchmark.schema import Cell, Key, SchemaError, refused
 # Bumped whenever the harness changes how a number is computed, so old cells recompute.
 HARNESS_VERSION = "5"
 # Files that describe a model folder but do not change its behaviour.
-IGNORED_IN_HASH = {"train_log.json", "submission.toml"}
+TRAIN_LOG = "train_log.json"  # written beside a trained model (`benchmark.train.save_reference`)
+IGNORED_IN_HASH = {TRAIN_LOG, "submission.toml"}
+
+
+def train_log(model_dir: Path) -> dict | None:
+    """A model folder's train_log.json (None: there is none, or it does not read as a JSON
+    object)."""
+    try:
+        log = json.loads((Path(model_dir) / TRAIN_LOG).read_text())
+    except (OSError, ValueError):
+        return None
+    return log if isinstance(log, dict) else None
 
 
 def model_hash(folder: Path) -> str:

@@ -21,7 +21,7 @@ from typing import Callable
 from benchmark.errors import error_line, one_line
 from benchmark.monitor import monitor_log
 from benchmark.results import (cell_key, cell_path, git_hash, is_fresh, library_versions, load_cell,
-                               model_hash, write_cell)
+                               model_hash, train_log, write_cell)
 from benchmark.safety import SubmissionError
 from benchmark.schema import (ERROR, OK, Cell, Data, Key, Metrics, Reference, Run, SchemaError, Seeds,
                               TrainingMonitor)
@@ -100,15 +100,9 @@ def _refresh_monitor(path: Path, monitor: TrainingMonitor | None) -> None:
 
 def _training_diagnostics(model_dir: Path) -> dict[str, float] | None:
     """The summary figures of a model folder's train_log.json; None when it records none."""
-    import json
-
     from benchmark.train import training_summary
 
-    try:
-        summary = training_summary(json.loads((Path(model_dir) / "train_log.json").read_text()))
-    except (OSError, ValueError):
-        return None
-    return summary or None
+    return training_summary(train_log(model_dir) or {}) or None
 
 
 def safe_name(folder: Path) -> str:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from benchmark.models import encode_examples, new_gpt2, pick_device, word_tokenizer
+from benchmark.results import TRAIN_LOG
 from benchmark.variants import LOSS_VERSIONS
 
 if TYPE_CHECKING:
@@ -267,7 +268,7 @@ def save_reference(model, tokenizer, cfg, out_dir: Path, info: dict) -> Path:
     model.eval()
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / "train_log.json").write_text(json.dumps({"config": cfg.to_dict(), **info}, indent=1))
+    (tmp / TRAIN_LOG).write_text(json.dumps({"config": cfg.to_dict(), **info}, indent=1))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
