@@ -152,14 +152,16 @@ def test_evaluate_builds_one_job_per_submission_and_names_the_failures(tmp_path,
 
 def test_run_trains_evaluates_and_writes_the_leaderboard(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(pipeline, "train", lambda tasks, ws, workers, on_event: calls.append("train") or ["ref-a"])
+    monkeypatch.setattr(pipeline, "train", lambda tasks, ws, workers, on_event, standin:
+                        calls.append(("train", standin)) or ["ref-a"])
     monkeypatch.setattr(pipeline, "evaluate", lambda names, tasks, ws, workers, on_event:
                         calls.append(("evaluate", list(names))) or ["x"])
     monkeypatch.setattr(pipeline, "leaderboard", lambda ws: calls.append("leaderboard") or 7)
     ws = pipeline.workspace("quick", references=tmp_path)
     summary = pipeline.run(["rhymes"], ws, 1, only_references=True)
-    assert calls == ["train", ("evaluate", [str(tmp_path / "ref-a")]), "leaderboard"]
+    # the experiment alone builds no stand-in; a whole run does (the natural faces' model)
+    assert calls == [("train", False), ("evaluate", [str(tmp_path / "ref-a")]), "leaderboard"]
     assert (summary.references, summary.failed, summary.rows) == (["ref-a"], ["x"], 7)
     calls.clear()
     pipeline.run(["rhymes"], ws, 1)
-    assert calls[1] == ("evaluate", [])  # every submission
+    assert calls[0] == ("train", True) and calls[1] == ("evaluate", [])  # every submission
