@@ -136,13 +136,16 @@ def build(out: Path, cfg: StandinConfig = FULL, progress: Callable[[int, int, fl
 
 def write_submission(folder: Path, cfg: StandinConfig = FULL,
                      progress: Callable[[int, int, float], None] | None = None) -> Path:
-    """Build the stand-in into ``folder/model`` and write its submission.toml (the natural
-    faces, `TASKS`); returns ``folder``."""
+    """Build the stand-in into ``folder/model`` and write its submission.toml; returns ``folder``."""
+    build(Path(folder) / "model", cfg, progress)
+    write_toml(folder)
+    return Path(folder)
+
+
+def write_toml(folder: Path) -> None:
+    """The stand-in's submission.toml in ``folder``: its model folder and faces (`TASKS`)."""
     from benchmark.submissions import write_submission_toml
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    build(folder / "model", cfg, progress)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     write_submission_toml(folder, NAME, "pretrained stand-in: GPT-2 with byte-level BPE trained on English "
                           "and couplets (benchmark/standin.py)", tasks=list(TASKS))
-    return folder
