@@ -19,7 +19,7 @@ an instruction, k example couplets, then line 1 and a line break; the model writ
 - **Real couplets** ("real" split) are read from JSONL files of ``line1``/``line2``
   (``rhyme1``/``rhyme2`` optional), like the shipped ``data/real_couplets_dev.jsonl``: 289
   couplets of published poems and songs. Every one is scored; `check_file` validates a file.
-- **Few-shot**: each item's k exemplars (`FEWSHOT`, default 3) are drawn, by the item's id,
+- **Few-shot**: each item's k exemplars (`FEWSHOT`, default 1) are drawn, by the item's id,
   from a pool of generated *train* couplets (never scored), leaving out any exemplar whose
   rhyme family is the item's (it would hand over a rhyming word to copy).
 - **Verifier**: the completion's first line has at least two words and ends on a word that
@@ -46,8 +46,15 @@ from pathlib import Path
 from tasks.base import CheckReport, CompleteFn, Task, TaskError, make_example, split_of, words
 from tasks.pronounce import rhyme_parts, rhymes_with
 
-VERSION = "1"
-FEWSHOT = 3  # exemplars before each item (not yet chosen by measurement: no pretrained model here)
+VERSION = "2"  # 2: one exemplar (was 3), and a bag-of-words baseline
+# Exemplars before each item, chosen by measurement on the pretrained stand-in
+# (benchmark/standin.py, two 3,500-step models, seeds 0 / 1; greedy success on 300 dev items of v1):
+# k=0 86.3 / 83.7%, k=1 82.3 / 80.3%, k=2 76.0 / 73.7%, k=3 71.0 / 69.7%, k=5 51.7 / 39.3%
+# (intervals in docs/experiments/standin_budget.py). Every exemplar costs the small model
+# success, but the stand-in was trained on this format and needs none: a model that never
+# saw it learns the layout (couplet, line break, blank line) only from an exemplar, so the
+# default is the fewest that shows it once.
+FEWSHOT = 1
 POOL = 300  # generated train couplets the exemplars are drawn from
 INSTRUCTION = "Complete each couplet with a second line that rhymes with the first."
 REAL_COUPLETS = Path(__file__).parent / "data" / "real_couplets_dev.jsonl"
@@ -124,7 +131,7 @@ class NaturalRhymesTask(Task):
     max_words = MAX_WORDS  # a budget in words: generation stops at the end of the line
     sizes = {"full": (0, 500), "quick": (0, 100), "long": (0, 500)}  # no training set: nobody trains on it
     extra_success_splits = ("real",)
-    example_tokens = 60
+    example_tokens = 38
 
     def __init__(self, fewshot: int = FEWSHOT, real_file: str | Path | None = None) -> None:
         self.fewshot = fewshot
