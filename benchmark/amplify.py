@@ -57,8 +57,11 @@ LOGIT_BUDGET = 1 << 24
 MASK_BUDGET = 1 << 23
 
 # The λ grid of p_λ, chosen on dev for each depth (λ = 0 allowed), and the default search:
-# training (stunting) and evaluation use the same W and D unless told otherwise.
-DEFAULT_LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+# training (stunting) and evaluation use the same W and D unless told otherwise. λ < 1:
+# q is the beams' distribution and puts no mass outside them, so at λ = 1 one test target
+# off the beams makes the gain -inf (harness 5 chose λ = 1 on dev for two rhymes models and
+# reported gain -inf on test); any λ < 1 keeps p's support, so every gain term is finite.
+DEFAULT_LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 DEFAULT_WIDTH = 4
 DEFAULT_DEPTH = 2
 DEFAULT_PARTICLES = 16  # M of the sampled amplification (`sampled_scores`)

@@ -71,6 +71,11 @@ class EvalConfig:
     # (`Task.with_real_file`); the hash keys the cache to the file's content.
     real_files: tuple[tuple[str, str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        if not self.lambdas or not all(0 <= lam < 1 for lam in self.lambdas):
+            raise ValueError(f"every λ of the gain's grid must be in [0, 1), got {self.lambdas}: at λ = 1, "
+                             "p_λ is the beams' distribution, whose log-loss is infinite off the beams")
+
     def task(self, name: str):
         """The task ``name`` as this config scores it (with its real file, if one is given)."""
         from tasks import get_task
@@ -223,7 +228,7 @@ def _best_lambda(dev: list[dict], cfg: EvalConfig, q_key: str) -> tuple[float, d
     """λ with the highest mean dev gain at all positions (ties go to the smaller λ)."""
     dev_gain = {lam: float(np.nanmean(_gain_terms(dev, lam, False, q_key))) for lam in cfg.lambdas}
     best = max(cfg.lambdas, key=lambda lam: (round(dev_gain[lam], 12), -lam))
-    return best, {str(k): round(v, 5) for k, v in dev_gain.items()}
+    return best, {str(k): round(v, 5) if np.isfinite(v) else None for k, v in dev_gain.items()}
 
 
 def amplification_gain(dev: list[dict], test: list[dict], cfg: EvalConfig,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -17,17 +18,23 @@ from pathlib import Path
 from benchmark.schema import Cell, Key, SchemaError, refused
 
 # Bumped whenever the harness changes how a number is computed, so old cells recompute.
-HARNESS_VERSION = "5"
+HARNESS_VERSION = "6"  # 6: λ < 1 in the gain's grid; results are standard JSON
 # Files that describe a model folder but do not change its behaviour.
 TRAIN_LOG = "train_log.json"  # written beside a trained model (`benchmark.train.save_reference`)
 IGNORED_IN_HASH = {TRAIN_LOG, "submission.toml"}
+
+
+def read_json(text: str):
+    """JSON as mesabench writes it, reading the non-standard NaN / Infinity that files
+    written before harness 6 hold (the gain at λ = 1 could be -inf) as null."""
+    return json.loads(text, parse_constant=lambda _: None)
 
 
 def train_log(model_dir: Path) -> dict | None:
     """A model folder's train_log.json (None: there is none, or it does not read as a JSON
     object)."""
     try:
-        log = json.loads((Path(model_dir) / TRAIN_LOG).read_text())
+        log = read_json((Path(model_dir) / TRAIN_LOG).read_text())
     except (OSError, ValueError):
         return None
     return log if isinstance(log, dict) else None
@@ -66,7 +73,7 @@ def read_cell(path: Path) -> dict | None:
     """A stored cell's JSON as written, or None if absent or unreadable (an unreadable cell
     is recomputed). `load_cell` gives the typed record."""
     try:
-        return json.loads(Path(path).read_text())
+        return read_json(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -100,12 +107,35 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def non_finite(value, where: str = "") -> str | None:
+    """The path of the first NaN or infinite number inside ``value`` (None: every number is
+    finite). Result files are standard JSON, which has no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'value'} = {value}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def check_finite(cell: Cell) -> None:
+    """Raise SchemaError naming the first non-finite number of ``cell`` (a metric that came
+    out NaN or infinite fails its cell in one line, instead of a file no JSON parser reads)."""
+    found = non_finite(cell.to_dict())
+    if found:
+        raise SchemaError(f"a metric is not a finite number: {found}")
+
+
 def write_cell(path: Path, cell: Cell, examples: list[dict] | None = None) -> None:
-    """Store a cell (and its per-example log first, so the JSON marks a complete cell)."""
+    """Store a cell (and its per-example log first, so the JSON marks a complete cell);
+    standard JSON only (`check_finite` first: a NaN raises here)."""
+    text = json.dumps(cell.to_dict(), indent=1, sort_keys=True, allow_nan=False)
     if examples is not None:
         write_atomic(Path(path).with_suffix(".examples.jsonl"),
                      "".join(json.dumps(e, sort_keys=True) + "\n" for e in examples))
-    write_atomic(path, json.dumps(cell.to_dict(), indent=1, sort_keys=True))
+    write_atomic(path, text)
 
 
 def library_versions() -> dict:

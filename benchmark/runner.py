@@ -20,8 +20,8 @@ from typing import Callable
 
 from benchmark.errors import error_line, one_line
 from benchmark.monitor import monitor_log
-from benchmark.results import (cell_key, cell_path, git_hash, is_fresh, library_versions, load_cell,
-                               model_hash, train_log, write_cell)
+from benchmark.results import (cell_key, cell_path, check_finite, git_hash, is_fresh, library_versions,
+                               load_cell, model_hash, train_log, write_cell)
 from benchmark.safety import SubmissionError
 from benchmark.schema import (ERROR, OK, Cell, Data, Key, Metrics, Reference, Run, SchemaError, Seeds,
                               TrainingMonitor)
@@ -202,6 +202,7 @@ def evaluate_submission(sub: Submission, task_names: list[str], cfg, results_dir
             # A metric that does not fit the schema fails this cell, in one line, not the run.
             cell = _ok_cell(sub, reference, task, key, cfg, result, time.time() - start,
                             _training_monitor(model_path))
+            check_finite(cell)
         except SubmissionError as err:
             message = str(err)
         except MemoryError:

@@ -155,6 +155,21 @@ def test_gain_formula():
     assert per.shape == (3,) and abs(per[2].item()) < 1e-9  # p == q there: no gain
 
 
+def test_the_default_grid_keeps_every_gain_finite_and_evaluation_refuses_lambda_1():
+    """A target that no beam starts with (q = 0) costs log(1 - λ) at most: finite for the
+    whole grid; λ = 1 (pure beams) would make the mean -inf, so the grid stops below it."""
+    from benchmark.amplify import DEFAULT_LAMBDAS
+    from benchmark.evaluate import EvalConfig
+
+    lp = torch.tensor([0.5, 0.1], dtype=torch.float64).log()
+    q = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    gains = gain_at_lambdas(lp, q, DEFAULT_LAMBDAS)
+    assert torch.isfinite(gains).all() and max(DEFAULT_LAMBDAS) < 1
+    assert gain_per_position(lp, q, 0.9)[1].item() == pytest.approx(math.log(0.1))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        EvalConfig(lambdas=(0.0, 1.0))
+
+
 # --------------------------------------------------------------------------- lookahead gain
 
 

@@ -303,6 +303,39 @@ def test_out_of_memory_becomes_one_line_and_is_retried(small_sub, tmp_path, monk
     assert [o.status for o in evaluate_folder(small_sub, TASKS, TINY_EVAL, results)] == ["cached"]
 
 
+def test_an_infinite_metric_fails_its_cell_in_one_line_and_results_stay_standard_json(small_sub, tmp_path,
+                                                                                       monkeypatch):
+    def infinite_gain(*_args):
+        out = fake_result()
+        out["metrics"] = {"task_loss": {"value": float("-inf"), "lo": None, "hi": 1.0, "n": 3}}
+        return out
+
+    results = tmp_path / "results"
+    monkeypatch.setattr(runner, "_run_cell", infinite_gain)
+    out = evaluate_folder(small_sub, TASKS, TINY_EVAL, results)
+    assert [(o.status, o.detail) for o in out] == \
+        [("error", "SchemaError: a metric is not a finite number: metrics.task_loss.value = -inf")]
+    path = cell_path(results, "small", "rhymes")
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON: {c}"))
+    # write_cell itself never writes a non-standard file, nor a half one
+    from benchmark.schema import Cell, Metrics
+
+    bad = Cell(submission="small", task="rhymes", status="ok",
+               metrics=Metrics.from_dict({"task_loss": {"value": float("inf"), "lo": 0.0, "hi": 1.0, "n": 3}}))
+    before = path.read_text()
+    with pytest.raises(ValueError):
+        write_cell(path, bad)
+    assert path.read_text() == before
+
+
+def test_files_written_before_harness_6_read_their_infinities_as_null(tmp_path):
+    from benchmark.results import read_json, train_log
+
+    assert read_json('{"1.0": -Infinity, "x": NaN, "y": 0.5}') == {"1.0": None, "x": None, "y": 0.5}
+    (tmp_path / "train_log.json").write_text('{"monitor": {"gain": -Infinity}}')
+    assert train_log(tmp_path) == {"monitor": {"gain": None}}
+
+
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import benchmark.results as results_module
 
