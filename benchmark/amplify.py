@@ -140,6 +140,10 @@ def _left_pad(prefixes: Sequence[Sequence[int]], device: torch.device) -> tuple[
 
 
 def _check_attention(model: torch.nn.Module) -> None:
+    from benchmark.masked import is_masked
+
+    if is_masked(model):  # every position sees the tokens after it: a beam's p would read its own future
+        raise ValueError("amplification is not defined for masked models: they have no next-token distribution")
     impl = getattr(model.config, "_attn_implementation", None) or ""
     if impl.startswith("flash") or impl.startswith("paged"):
         raise ValueError(

@@ -1,5 +1,5 @@
-"""The reference baselines the harness trains: unstunted, myopic and four stunted variants
-(plus a random-init model of the same architecture), each saved as a submission.
+"""The reference baselines the harness trains: unstunted, myopic, five stunted variants and a
+masked one (plus a random-init model of the same architecture), each saved as a submission.
 
 A baseline lives in ``submissions/ref-<variant>-s<seed>/``: its ``submission.toml`` and one
 model folder per task, ``model-<task>/`` (weights are git-ignored). One small model per

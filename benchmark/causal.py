@@ -209,11 +209,19 @@ def greedy(
     """Greedy completions of ``prompts`` (as `benchmark.models.complete`); with ``layer``,
     row i's state at its unpadded token ``token_positions[i]`` is replaced by
     ``vectors[i]`` on the prompt pass (left padding: the position is shifted by the row's
-    padding here, so callers give unpadded token indices)."""
+    padding here, so callers give unpadded token indices). A masked model fills its masks
+    (`benchmark.masked.fill`, right padding) with the patch held in every pass."""
     tok = loaded.tokenizer
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
+        if loaded.masked:
+            from benchmark.masked import fill
+
+            with contextlib.nullcontext() if layer is None else patched(
+                    loaded.model, layer, token_positions[start:start + len(chunk)], vectors[start:start + len(chunk)]):
+                out.extend(fill(loaded, chunk, max_words, batch_size=len(chunk)))
+            continue
         ids, mask, _ = encode(tok, chunk, loaded.device, padding_side="left")
         ctx: contextlib.AbstractContextManager = contextlib.nullcontext()
         if layer is not None:
@@ -231,7 +239,12 @@ def states_at_tokens(
     batch_size: int = 64,
 ) -> torch.Tensor:
     """States [len(layers), N, H] at one unpadded token index per prompt (right padding,
-    so positions need no shift and real tokens do not see the padding)."""
+    so positions need no shift and real tokens do not see the padding); a masked model's
+    with the region's masks after the prompt (`benchmark.masked.states_at_tokens`)."""
+    if loaded.masked:
+        from benchmark import masked
+
+        return masked.states_at_tokens(loaded, prompts, list(token_positions), layers, batch_size)
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]

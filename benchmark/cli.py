@@ -294,7 +294,7 @@ def tasks_check(name: str, data_file: Path | None, lichess: Path | None, n: int)
 
 @main.group()
 def baselines() -> None:
-    """Train the reference baselines (unstunted, myopic, stunted-*)."""
+    """Train the reference baselines (unstunted, myopic, stunted-*, masked)."""
 
 
 @baselines.command("train")

@@ -17,6 +17,10 @@ The steps, in order (each a function below):
 5. future lens: token t+k from the state at t, against a current-token control (on the
    model's own output, the control also sees its next token).
 
+A masked model (`benchmark.masked`) is scored through its adapter: greedy success by mask
+filling, task loss, probes and the causal check; success@beam, the amplification gain and
+amplified decoding are left out, and the cell says so in one line (``not_defined``).
+
 Nothing here prints or writes files; `benchmark.runner` stores what this returns.
 """
 
@@ -166,8 +170,14 @@ def completion_positions(tokenizer, task, examples: list[dict]) -> list[dict]:
 @torch.no_grad()
 def token_scores(loaded: LoadedModel, task, examples: list[dict], cfg: EvalConfig) -> list[dict]:
     """log p(true token) and the mass on it of the depth-D and the depth-1 amplified
-    distributions, per completion token."""
+    distributions, per completion token. A masked model has log p only
+    (`benchmark.masked.token_scores`): it has no next-token distribution to amplify."""
     from benchmark.amplify import amplified_scores
+
+    if loaded.masked:
+        from benchmark import masked
+
+        return masked.token_scores(loaded, task, examples, cfg.batch_size)
 
     items = completion_positions(loaded.tokenizer, task, examples)
     pad = loaded.tokenizer.pad_token_id
@@ -499,6 +509,10 @@ def check_model_sanity(loaded: LoadedModel, examples: list[dict]) -> None:
         logits = loaded.model(input_ids=batch, attention_mask=mask).logits
     if not torch.isfinite(logits[mask.bool()]).all():
         raise SubmissionError("the model returns NaN or infinite logits")
+    if loaded.masked:
+        from benchmark import masked
+
+        masked.check(loaded, [ex["prompt"] for ex in examples[:200]])
 
 
 _SPLITS: dict[tuple, tuple[list[dict], list[dict]]] = {}
@@ -532,6 +546,9 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
 
     dev, test = eval_splits(task, cfg)
     check_model_sanity(loaded, dev + test)
+    # A masked model goes through its adapter (`benchmark.masked`): greedy is mask filling,
+    # and what needs a next-token distribution is left out, said in one line.
+    masked = loaded.masked
     lap("data")
 
     progress("greedy")
@@ -542,10 +559,12 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     metrics: dict = {}
     metrics["success_greedy"], greedy_flags = success_rates(task, scored, test_out[: cfg.max_success])
     lap("greedy")
-    progress(f"beam search (W={cfg.beam_width})")
-    beam = solver(loaded, task.max_words, cfg.beam_width, cfg.batch_size)
-    beam_out = task.play(scored, beam)
-    metrics["success_beam"], beam_flags = success_rates(task, scored, beam_out)
+    beam_out, beam_flags = [None] * len(scored), [None] * len(scored)
+    if not masked:
+        progress(f"beam search (W={cfg.beam_width})")
+        beam = solver(loaded, task.max_words, cfg.beam_width, cfg.batch_size)
+        beam_out = task.play(scored, beam)
+        metrics["success_beam"], beam_flags = success_rates(task, scored, beam_out)
     for split in task.extra_success_splits:
         extra = list(task.generate(split, cfg.max_success, cfg.seed))
         metrics[f"success_greedy_{split}"], _ = success_rates(task, extra, task.play(extra, greedy))
@@ -553,16 +572,20 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
         metrics[f"baseline_{name}"], _ = success_rates(task, scored, task.play(scored, baseline))
     lap("beam")
 
-    progress(f"amplified decoding (W={cfg.amp_width}, D={cfg.amp_depth}, λ={cfg.sample_lambda})")
-    metrics["amplified_decoding"], sampled = decoding_success(loaded, task, scored, test_out, beam_out, cfg)
-    lap("amplified_decoding")
+    sampled: dict[str, list[str]] = {}
+    if not masked:
+        progress(f"amplified decoding (W={cfg.amp_width}, D={cfg.amp_depth}, λ={cfg.sample_lambda})")
+        metrics["amplified_decoding"], sampled = decoding_success(loaded, task, scored, test_out, beam_out, cfg)
+        lap("amplified_decoding")
 
-    progress("amplification")
-    dev_scores = token_scores(loaded, task, dev[: cfg.max_amp_examples], cfg)
+    progress("task loss" if masked else "amplification")
+    if not masked:
+        dev_scores = token_scores(loaded, task, dev[: cfg.max_amp_examples], cfg)
     test_scores = token_scores(loaded, task, test[: cfg.max_amp_examples], cfg)
     metrics["task_loss"] = task_loss(test_scores, cfg)
-    test_groups = [task.group(ex) for ex in test[: cfg.max_amp_examples]]
-    metrics["amplification_gain"] = amplification_gain(dev_scores, test_scores, cfg, test_groups)
+    if not masked:
+        test_groups = [task.group(ex) for ex in test[: cfg.max_amp_examples]]
+        metrics["amplification_gain"] = amplification_gain(dev_scores, test_scores, cfg, test_groups)
     lap("amplification")
 
     progress("probes")
@@ -578,6 +601,10 @@ def evaluate_cell(loaded: LoadedModel, task, cfg: EvalConfig, progress: Progress
     progress("causal check")
     metrics["causal"] = causal_checks(loaded, control, task, test, cfg)
     lap("causal")
+    if masked:
+        from benchmark.masked import NOT_DEFINED
+
+        metrics["not_defined"] = NOT_DEFINED
 
     examples = [
         {"id": ex["id"], "group": task.group(ex), "prompt": ex["prompt"],

@@ -9,6 +9,10 @@ Everything model-shaped that the rest of the harness needs goes through here:
 - `hidden_states_at` maps character offsets to token positions through the tokenizer's
   offset mapping and returns every layer's state there, from one batched forward pass.
 - `complete` is the model side of a task's solver: batched greedy or beam continuations.
+
+A masked model (`LoadedModel.masked`: bidirectional attention, `benchmark.masked`) has no
+next-token distribution: `complete` and `hidden_states_at` hand it to that module's adapter,
+and `generate_words` refuses it.
 """
 
 from __future__ import annotations
@@ -64,27 +68,37 @@ class LoadedModel:
         return int(self.model.config.num_hidden_layers)
 
     @property
+    def masked(self) -> bool:
+        """A masked model (``is_causal`` false): it writes by mask filling (`benchmark.masked`)."""
+        from benchmark.masked import is_masked
+
+        return is_masked(self.model)
+
+    @property
     def context(self) -> int | None:
         """The most tokens the model reads at once (None: no fixed limit, e.g. Mamba)."""
         return getattr(self.model.config, "max_position_embeddings", None)
 
 
-def word_tokenizer(vocabulary: list[str]):
+def word_tokenizer(vocabulary: list[str], mask_token: str | None = None):
     """A word-level fast tokenizer over space-separated tokens, with offset mapping.
 
     Reference models use it so that one task word is one token and every task text
-    encodes without unknown tokens.
+    encodes without unknown tokens. ``mask_token`` (the masked reference's) is added after
+    the words, so every other id is as without it.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = list(SPECIAL_TOKENS.values())
-    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + list(vocabulary)))}
+    extra = [mask_token] if mask_token else []
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + list(vocabulary) + extra))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # Decoding joins words with single spaces, the inverse of the pre-tokenizer.
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS,
+                                   **({"mask_token": mask_token} if mask_token else {}))
 
 
 def train_bpe(texts: list[str], vocab_size: int):
@@ -251,8 +265,13 @@ def hidden_states_at(
     """Hidden states of every layer at one character offset per text: [L+1, N, H] float32.
 
     Layer 0 is the embedding output; right padding keeps every real position's state
-    independent of the batch it was computed in.
+    independent of the batch it was computed in. A masked model's state is read with the
+    text after the offset masked (`benchmark.masked.hidden_states_at`).
     """
+    if loaded.masked:
+        from benchmark import masked
+
+        return masked.hidden_states_at(loaded, texts, char_offsets, batch_size)
     out = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
@@ -318,6 +337,8 @@ def generate_words(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, m
     one line each (`within_budget`), whatever the tokenizer; stops at EOS."""
     from transformers import StoppingCriteriaList
 
+    if loaded.masked:  # `generate` would read a bidirectional model as a causal one
+        raise ValueError("generate is not defined for masked models: they write by mask filling")
     tok = loaded.tokenizer
     max_new, stop = word_budget(loaded, ids.shape[1], max_words)
     budget = {"max_new_tokens": max_new}
@@ -340,7 +361,14 @@ def complete(
     ``max_words`` words and one line (`generate_words`).
 
     Returns the continuations as text, each starting with a space (the task convention).
+    A masked model writes by mask filling (`benchmark.masked.fill`), greedily only.
     """
+    if loaded.masked:
+        from benchmark import masked
+
+        if num_beams != 1:
+            raise ValueError("beam search is not defined for masked models")
+        return masked.fill(loaded, texts, max_words, batch_size)
     results = []
     for start in range(0, len(texts), batch_size):
         ids, mask, _ = encode(loaded.tokenizer, texts[start:start + batch_size], loaded.device, padding_side="left")

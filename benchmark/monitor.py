@@ -12,7 +12,9 @@ what evaluating the saved model on the same data gives. What differs from an eva
 - the search is a **dev lookahead** that stunting does not use: depth 3 where the stunted
   losses search to depth 2 (`MonitorConfig.depth`, checked by `check_dev_lookahead`), so a
   stunted model is watched with a search it was not trained against;
-- only the task's first target is probed (the one the lookahead index uses).
+- only the task's first target is probed (the one the lookahead index uses);
+- a masked model (`benchmark.masked`) has no gain to measure (no next-token distribution):
+  its points hold the probe only.
 
 The monitor must not change what is trained: it runs without gradient, in eval mode (the
 model's mode restored after), and saves and restores every random generator around each
@@ -117,15 +119,17 @@ def measure(loaded, control, task, gain_examples: list[dict], probe_examples: li
             cfg: MonitorConfig) -> dict:
     """One monitor point of ``loaded`` (a `LoadedModel`, in memory or from a folder):
     the amplification gain (λ chosen on the first half of ``gain_examples``, scored on the
-    second) and the plan probe of the task's first target (trained on the first half of
+    second; None for a masked model) and the plan probe of the task's first target (trained on the first half of
     ``probe_examples``, scored on the second), against ``control``, a random-init model."""
     from benchmark.evaluate import (StateCache, amplification_gain, decision_rows, plan_probes, solver,
                                     token_scores)
 
     ecfg = eval_config(cfg)
-    scores = token_scores(loaded, task, gain_examples, ecfg)
-    half = len(scores) // 2
-    gain = amplification_gain(scores[:half], scores[half:], ecfg)
+    gain = None
+    if not loaded.masked:
+        scores = token_scores(loaded, task, gain_examples, ecfg)
+        half = len(scores) // 2
+        gain = amplification_gain(scores[:half], scores[half:], ecfg)
     completions = task.play(probe_examples, solver(loaded, task.max_words, 1, ecfg.batch_size))
     half = len(probe_examples) // 2
     train_rows = decision_rows(task, probe_examples[:half], completions[:half])

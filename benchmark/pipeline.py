@@ -467,11 +467,15 @@ def sample(spec: str, task_name: str, dirs: Sequence[Path], decoding, n: int) ->
     from benchmark import decoding as decoders
     from benchmark.evaluate import check_model_sanity
     from benchmark.models import load_model
+    from benchmark.safety import SubmissionError
     from tasks import get_task
 
     task = get_task(task_name)
     folder = model_folder(spec, task.name, dirs)
     loaded = load_model(folder)
+    if loaded.masked:
+        raise SubmissionError(f"{folder}: amplified and sampled decoding are not defined for masked models "
+                              "(they write by mask filling)")
     examples = list(task.generate("test", task.sizes["full"][1], 0))[:n]
     check_model_sanity(loaded, examples)
     completions = task.play(examples, decoders.solver(loaded, task.max_words, decoding))

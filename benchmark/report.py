@@ -584,7 +584,7 @@ def headline_section(rows: list[Row], task_order: list[str], plot_dir: Path, md_
             if f:
                 gain_summary.setdefault(task, {})[v] = f
         out.append("")
-        out += training_lines(present)
+        out += training_lines(present) + undefined_lines(present)
         base = present.get(BASE)
         if base:
             base_figures[task] = {m: f for m, get in SELECTIVITIES if (f := seed_mean(base, get))}
@@ -622,6 +622,17 @@ def training_lines(present: dict[str, list[Cell]]) -> list[str]:
             parts.append(f"{v}: " + "; ".join(found))
     return ["**Training diagnostics** (train_log.json; mean over seeds, their range in brackets): "
             + ". ".join(parts) + ".", ""] if parts else []
+
+
+def undefined_lines(present: dict[str, list[Cell]]) -> list[str]:
+    """One line per variant whose cells leave metrics out as not defined for it (the masked
+    reference: `benchmark.masked.NOT_DEFINED`), so a "–" in its row is not read as missing."""
+    lines = []
+    for v, cells in present.items():
+        said = next((metrics(c).extra["not_defined"] for c in cells if "not_defined" in metrics(c).extra), None)
+        if said:
+            lines += [f"{escape(v)}: {escape(said)}.", ""]
+    return lines
 
 
 def headline_paragraph(comparisons: list[Comparison], base_figures: dict[str, dict[str, Figure]]) -> str:
@@ -724,8 +735,10 @@ NO_MONITOR = "no monitor log: trained before the monitor; retrain to draw it"
 
 
 def monitor_gain(point: MonitorPoint) -> Figure | None:
-    """A monitor point's lookahead gain at decisions, gain(D) − gain(1), D the dev lookahead."""
-    return mean_figure(point.amplification_gain.lookahead.decisions)
+    """A monitor point's lookahead gain at decisions, gain(D) − gain(1), D the dev lookahead
+    (None for a masked model's point: it has no gain)."""
+    gain = point.amplification_gain
+    return mean_figure(gain.lookahead.decisions) if gain else None
 
 
 def monitor_selectivity(point: MonitorPoint) -> Figure | None:
@@ -1037,8 +1050,12 @@ def plot_monitor_curves(cells: list[Cell], task: str, plot_dir: Path) -> Path | 
             for c in by_variant[variant]:
                 steps = [p.step for p in c.monitor.points]
                 values = _curve([f.value if f else None for f in map(extract, c.monitor.points)])
+                if np.isnan(values).all():  # a masked model has no gain to draw
+                    continue
                 ax.plot(steps, values, color=f"C{colour}", lw=0.7, alpha=0.5)
                 series.append(dict(zip(steps, values)))
+            if not series:
+                continue
             shared = sorted(set.intersection(*(set(s) for s in series)))
             ax.plot(shared, [np.nanmean([s[x] for s in series]) for x in shared], color=f"C{colour}", lw=2,
                     marker="o", ms=3, label=f"{variant} ({count(len(series), 'seed')})")

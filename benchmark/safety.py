@@ -47,6 +47,13 @@ def check_model_folder(folder: Path) -> dict:
         raise SubmissionError("config.json must hold a JSON object")
     if "auto_map" in config:
         raise SubmissionError("config.json has auto_map (custom model code): refused")
+    masked_heads = [a for a in config.get("architectures") or [] if str(a).endswith("ForMaskedLM")]
+    if masked_heads:
+        # It would load as a causal LM (BERT as BertLMHeadModel) and be scored as one: refused.
+        # A masked model is evaluated in the masked reference's form (`benchmark.masked`).
+        raise SubmissionError(f"{masked_heads[0]} is not evaluated: save a masked model as a causal-LM class "
+                              "with is_causal=false and mesabench_mask_slots, a word-level tokenizer with a "
+                              "mask token (docs/design.md, masked reference)")
     return config
 
 

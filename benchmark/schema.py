@@ -508,12 +508,13 @@ class Validation(Record):
 class MonitorPoint(Record):
     """The training monitor after ``step`` updates (`benchmark.monitor`), on the ``split``
     (dev) drawn with ``seed``: the gain with the dev lookahead and the plan probe of the
-    task's first target, as the evaluation computes them (empty when too few rows)."""
+    task's first target, as the evaluation computes them (empty when too few rows; no gain
+    for a masked model, which has no next-token distribution)."""
 
     step: int
     split: str
     seed: int
-    amplification_gain: AmplificationGain
+    amplification_gain: AmplificationGain | None
     plan_probe: dict[str, PlanProbe]
 
 

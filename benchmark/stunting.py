@@ -85,7 +85,7 @@ from benchmark.amplify import (DEFAULT_DEPTH, DEFAULT_PARTICLES, DEFAULT_WIDTH, 
                                gain_per_position, lookahead_movement, lookahead_shift, lookahead_support,
                                position_ids_from_mask, sampled_scores)
 from benchmark.amplifier import DEFAULT_EVERY, DEFAULT_HIDDEN, LearnedAmplifier
-from benchmark.variants import VARIANTS
+from benchmark.variants import MASKED, VARIANTS
 
 MYOPIC = "myopic"  # the attention implementation's registered name
 MIN_RETRAINS = 10  # stunted-learned: retrains in a run at the least (`new_amplifier`)
@@ -392,6 +392,8 @@ def training_loss(
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant == MASKED:
+        raise ValueError("the masked variant has its own objective (benchmark.masked.MaskedObjective)")
     if variant == "stunted-learned" and amplifier is None:
         raise ValueError("stunted-learned trains against a learned amplifier: pass one (`new_amplifier`)")
     loss_mask = loss_mask.bool()

@@ -5,6 +5,8 @@ Every variant sees the same data (drawn with `DATA_SEED`, whatever the model see
 same architecture and the same number of steps and tokens; only the loss differs
 (`benchmark.stunting`). The loss covers the completion tokens and the end-of-text token,
 not the prompt: prompts (a chess board, a constraint) are inputs, not text to imitate.
+The masked variant (`benchmark.masked`) is the same GPT-2 with bidirectional attention and a
+mask token, trained on the same batches to fill masked completion slots.
 
 The result is an ordinary model folder (safetensors + tokenizer + ``train_log.json``)
 written atomically, so a baseline is evaluated exactly like a submission.
@@ -25,9 +27,10 @@ import torch
 
 from benchmark.models import encode_examples, new_gpt2, pick_device, word_tokenizer
 from benchmark.results import TRAIN_LOG
-from benchmark.variants import LOSS_VERSIONS
+from benchmark.variants import LOSS_VERSIONS, MASKED
 
 if TYPE_CHECKING:
+    from benchmark.masked import MaskedObjective
     from benchmark.monitor import Monitor, MonitorConfig
 
 DATA_SEED = 0
@@ -104,8 +107,12 @@ def training_data(cfg: TrainConfig, tokenizer) -> dict[str, list[dict]]:
     data = {}
     for name in cfg.tasks:
         task = get_task(name)
-        n_train = task.sizes[cfg.size][0]
-        data[name] = encode_examples(tokenizer, list(task.generate("train", n_train, DATA_SEED)), add_eos=True)
+        examples = list(task.generate("train", task.sizes[cfg.size][0], DATA_SEED))
+        data[name] = encode_examples(tokenizer, examples, add_eos=True)
+        if cfg.variant == MASKED:  # where its turns' completion regions begin
+            from benchmark.masked import mark_turns
+
+            mark_turns(task, examples, data[name])
     return data
 
 
@@ -166,13 +173,24 @@ def train_reference(
     ``monitor``: watch the training (`benchmark.monitor`; one task only); its points go
     into train_log.json and the weights are the same as without it.
     """
+    from benchmark import masked
+
     torch.manual_seed(cfg.seed)
     device = pick_device()
-    tokenizer = word_tokenizer(build_vocabulary(cfg.tasks))
+    is_masked = cfg.variant == MASKED
+    tokenizer = word_tokenizer(build_vocabulary(cfg.tasks), masked.MASK_TOKEN if is_masked else None)
     data = training_data(cfg, tokenizer)
     check_context(data, cfg.n_positions)
     model = new_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.seed,
                      cfg.tie_embeddings).to(device)
+    objective = None
+    if is_masked:
+        from tasks import get_task
+
+        slots = masked.slots_for([get_task(name) for name in cfg.tasks])
+        masked.make_masked(model, slots)
+        objective = masked.MaskedObjective(tokenizer.mask_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                                           slots, cfg.seed)
     if bottleneck_at is not None:
         from benchmark.bottleneck import install
 
@@ -184,14 +202,16 @@ def train_reference(
         if len(cfg.tasks) != 1:
             raise ValueError("the monitor watches a model of one task, not a mixture")
         watcher = Monitor(model, tokenizer, cfg.tasks[0], monitor, cfg.variant, cfg.stunt, cfg.size)
-    info = fit(model, data, cfg, tokenizer.pad_token_id, progress, watcher)
+    info = fit(model, data, cfg, tokenizer.pad_token_id, progress, watcher, objective)
     return save_reference(model, tokenizer, cfg, out_dir, info)
 
 
 def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
-        progress: Callable[[int, int, float], None] | None = None, monitor: Monitor | None = None) -> dict:
+        progress: Callable[[int, int, float], None] | None = None, monitor: Monitor | None = None,
+        objective: MaskedObjective | None = None) -> dict:
     """Train ``model`` in place on encoded examples (`encode_examples`' dicts, per task) with
-    ``cfg``'s variant, schedule and optimiser; returns what train_log.json records (seconds,
+    ``cfg``'s variant, schedule and optimiser (the masked variant with its ``objective``,
+    `benchmark.masked.MaskedObjective`); returns what train_log.json records (seconds,
     the loss log, steps, sequences seen, v3's worst balance figures, v5's amplifier log, and
     the ``monitor``'s points when one watches, measured before the first update and after
     every N-th).
@@ -200,6 +220,8 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
     (`TRAINING_SUMMARY`): a reference's result cells carry them (`benchmark.runner`)."""
     from benchmark.stunting import StuntConfig, new_amplifier, prepared, training_loss
 
+    if (cfg.variant == MASKED) != (objective is not None):
+        raise ValueError("the masked variant trains with its objective (benchmark.masked), and only it")
     device = next(model.parameters()).device
     stunt = StuntConfig(**cfg.stunt)
     # v5's amplifier (None for every other variant): its own optimiser and seeded generator.
@@ -221,12 +243,16 @@ def fit(model, data: dict[str, list[dict]], cfg: TrainConfig, pad_id: int,
     # measures a myopic model through it: its forward equals ordinary attention.)
     with prepared(model, cfg.variant, stunt):
         for step, (name, idx) in enumerate(batch_schedule(data, cfg)):
-            batch = collate([data[name][i] for i in idx], pad_id, device)
+            items = [data[name][i] for i in idx]
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, steps, cfg)
-            loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
-                                        batch.loss_mask, stunt, decision_mask=batch.decision_mask,
-                                        amplifier=amplifier)
+            if objective is not None:
+                loss, stats = objective.loss(model, items)
+            else:
+                batch = collate(items, pad_id, device)
+                loss, stats = training_loss(model, cfg.variant, batch.input_ids, batch.attention_mask,
+                                            batch.loss_mask, stunt, decision_mask=batch.decision_mask,
+                                            amplifier=amplifier)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {step} ({cfg.variant})")
             opt.zero_grad(set_to_none=True)

@@ -8,9 +8,11 @@ never parsed back).
 
 from __future__ import annotations
 
-# The training variants, in the order tables show them (benchmark.stunting implements them).
+# The training variants, in the order tables show them (benchmark.stunting implements them,
+# the masked one benchmark.masked: bidirectional, trained to fill masked words).
+MASKED = "masked"
 VARIANTS = ("unstunted", "myopic", "stunted-skip", "stunted-penalty", "stunted-balance", "stunted-sampled",
-            "stunted-learned")
+            "stunted-learned", MASKED)
 # A variant whose training rule changed since its first version: the version goes into its
 # training config (`benchmark.train.TrainConfig.to_dict`), so models trained by the old rule
 # are retrained, and the others keep their cache. myopic 2: earlier keys and values come from

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.report import (Comparison, Figure, WorkspaceMismatch, headline_paragraph,
                               workspace_profile, write_leaderboard)
-from synthetic_cells import cell_dict, metrics, store
+from synthetic_cells import cell_dict, metrics, selectivity, store
 
 
 def ref(variant: str, seed: int) -> dict:
@@ -198,3 +198,28 @@ def test_headline_shows_the_training_diagnostics_the_cells_carry(tmp_path):
     assert ("stunted-learned: learned amplifier's held-out gain over the model at its last retrain (nats) "
             "0.0200 [0.0100, 0.0300] (3 seeds); worst balance ESS 0.500 [0.500, 0.500] (3 seeds)") in line
     assert "unstunted:" not in line
+
+
+def test_a_masked_reference_says_in_one_line_what_is_not_defined_for_it(tmp_path):
+    """The masked variant's cells have no gain, beam or amplified decoding, and carry the
+    reason (`benchmark.masked.NOT_DEFINED`): the headline prints it once per task, and its
+    monitor points without a gain still draw."""
+    from benchmark.masked import NOT_DEFINED
+
+    root = tmp_path / "results"
+    point = {"step": 0, "split": "dev", "seed": 0, "amplification_gain": None,
+             "plan_probe": {"rhyme_word": {"reference": selectivity(0.1, own=False), "own": selectivity(0.2)}}}
+    monitor = {"config": {"split": "dev", "seed": 0}, "task": "rhymes", "every": 5,
+               "points": [point, point | {"step": 5}]}
+    for seed in range(2):
+        store(root, cell_dict(f"ref-unstunted-s{seed}", "rhymes", metrics(90, 0.3), ref("unstunted", seed)))
+        undefined = {k: v for k, v in metrics(20, 0.1).items() if k not in ("success_beam", "amplification_gain")}
+        store(root, cell_dict(f"ref-masked-s{seed}", "rhymes", undefined | {"not_defined": NOT_DEFINED},
+                              ref("masked", seed)) | {"monitor": monitor})
+    out = tmp_path / "leaderboard.md"
+    write_leaderboard(root, out, tmp_path / "no-submissions")
+    text = out.read_text()
+    headline = text.split("## Training monitor")[0]
+    assert headline.count("masked: not defined for masked models") == 1
+    assert "| masked | 0,1 |" in headline
+    assert (tmp_path / "leaderboard_plots" / "rhymes_monitor.png").is_file()
