@@ -130,7 +130,9 @@ def check_finite(cell: Cell) -> None:
 
 def write_cell(path: Path, cell: Cell, examples: list[dict] | None = None) -> None:
     """Store a cell (and its per-example log first, so the JSON marks a complete cell);
-    standard JSON only (`check_finite` first: a NaN raises here)."""
+    standard JSON only: the record already writes NaN as null, and an infinity raises
+    ValueError here before any file is touched (the runner's `check_finite` fails such a
+    cell in one line first)."""
     text = json.dumps(cell.to_dict(), indent=1, sort_keys=True, allow_nan=False)
     if examples is not None:
         write_atomic(Path(path).with_suffix(".examples.jsonl"),
