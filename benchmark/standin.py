@@ -15,6 +15,12 @@ line 1, so no dev, test or real couplet is ever in it):
   exemplar couplets, line 1, line break, line 2), with k exemplars for every k in `SHOTS`,
   so the model knows the face's format at any k;
 - bare couplets: line 1, a line break, line 2;
+- broad couplets (`broad_couplet`), bare and in few-shot documents: line 1 ends on any of
+  wordfreq's `broad_words` commonest English words that has a CMU rhyme among them, line 2 on
+  one of its commonest partners. The grammar couplets rhyme only ~200 nouns; real
+  couplets end on verbs, adjectives and rarer words ("lid", "applied", "hear"), and a
+  model that met none of them rhymes 3.5% of real couplets; this recipe still rhymes only
+  2.1% of them (issue 18, docs/experiments/standin_budget.py);
 - ordinary English: paragraphs of the constrained task's grammar sentences (the grammar
   rhymes-natural's lines come from, ending on any noun, not only rhyming ones).
 
@@ -26,6 +32,7 @@ by config (train_log.json). The recipe is docs/experiments/standin_budget.py's.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,7 +40,11 @@ from typing import Callable
 
 NAME = "standin-gpt2-bpe"  # its submission's name
 TASKS = ("rhymes-natural",)  # the face it is trained for (constrained-natural's prompts, 258 tokens, exceed its context)
-SHOTS = (0, 1, 2, 3, 4, 5)  # exemplar counts of the few-shot documents
+SHOTS = (0, 1, 2, 3)  # exemplar counts of the few-shot documents (the face's default is 1)
+BROAD_PARTNERS = 8  # a broad line 2 ends on one of line 1's commonest partners: the words a poet reaches for
+# Line 1's end punctuation in broad couplets, about as often as in the shipped real couplets
+# (a comma in half of them, none in a fifth).
+LINE1_ENDS = ((",", 10), ("", 4), (".", 2), (";", 2), ("!", 1), (":", 1))
 
 
 @dataclass(frozen=True)
@@ -44,12 +55,15 @@ class StandinConfig:
     fewshot_docs: int = 6000  # rhymes-natural train items, spread evenly over SHOTS
     couplets: int = 3000  # bare couplets
     paragraphs: int = 3000  # paragraphs of ordinary English, 2-5 sentences each
-    vocab_size: int = 2000
+    broad_docs: int = 6000  # few-shot documents whose couplet is broad, spread evenly over SHOTS
+    broad_couplets: int = 6000  # bare broad couplets
+    broad_words: int = 2000  # wordfreq's commonest English words a broad line 1 may end on (10,000: each met too rarely)
+    vocab_size: int = 1000  # words split into pieces: a rare word's ending is a piece it shares with its rhymes
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
     n_positions: int = 256  # the texts of rhymes-natural (real couplets: 127 tokens); not constrained-natural's
-    steps: int = 4500  # where it learns to rhyme varies with the draw: docs/experiments/standin_budget.py
+    steps: int = 9000  # docs/experiments/standin_budget.py
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 100
@@ -70,7 +84,7 @@ class StandinConfig:
 
 FULL = StandinConfig()
 # A smoke run's and the tests' stand-in: seconds to build, learns little.
-QUICK = replace(FULL, fewshot_docs=120, couplets=60, paragraphs=60, vocab_size=400, n_layer=2, n_embd=32,
+QUICK = replace(FULL, fewshot_docs=120, couplets=60, paragraphs=60, broad_docs=120, broad_couplets=60, vocab_size=400, n_layer=2, n_embd=32,
                 n_head=2, steps=40)
 
 
@@ -87,6 +101,55 @@ def _prose(rng: random.Random) -> str:
         if split_of(as_english(words, ",")) == "train":
             out.append(as_english(words, "."))
     return " ".join(out)
+
+
+@functools.lru_cache(maxsize=2)
+def broad_rhymes(n_words: int) -> dict[str, tuple[str, ...]]:
+    """Word -> its rhyming partners (CMU) among wordfreq's ``n_words`` commonest English
+    words, commonest first; words with none, names and rude words left out."""
+    import wordfreq
+
+    from tasks.constrained import ACROSTIC_BLOCKLIST, NAMES
+    from tasks.pronounce import rhyme_parts
+    from tasks.rhymes import BLOCKLIST
+
+    skip = ACROSTIC_BLOCKLIST | BLOCKLIST | set(NAMES)
+    pool = [w for w in wordfreq.top_n_list("en", n_words) if w.isalpha() and len(w) > 1 and w not in skip]
+    by_part: dict[str, list[str]] = {}
+    for word in pool:
+        for part in rhyme_parts(word):
+            by_part.setdefault(part, []).append(word)
+    out = {}
+    for word in pool:
+        partners = dict.fromkeys(p for part in sorted(rhyme_parts(word)) for p in by_part[part] if p != word)
+        if partners:
+            out[word] = tuple(sorted(partners, key=pool.index)[:BROAD_PARTNERS])
+    return out
+
+
+def _ending_on(rng: random.Random, word: str, end: str) -> str:
+    """A grammar sentence of 4-7 words whose last word is replaced by ``word``."""
+    from tasks.constrained import nouns, sentence
+    from tasks.constrained_natural import as_english
+
+    ws = [w for w, _ in sentence(rng, rng.choice(nouns()), rng.randint(4, 7))]
+    return as_english(ws[:-1] + [word], end)
+
+
+def broad_couplet(rng: random.Random, split: str, n_words: int) -> dict | None:
+    """One broad couplet, {line1, line2, rhyme1, rhyme2}: line 1 ends on any word of
+    `broad_rhymes` (drawn uniformly, so rare words are met as often as common ones), line 2
+    on one of its partners; None when line 1 falls outside ``split``."""
+    from tasks.base import split_of
+
+    table = broad_rhymes(n_words)
+    a = rng.choice(sorted(table))
+    ends, weights = zip(*LINE1_ENDS)
+    line1 = _ending_on(rng, a, rng.choices(ends, weights)[0])
+    if split_of(line1) != split:
+        return None
+    b = rng.choice(table[a])
+    return {"line1": line1, "line2": _ending_on(rng, b, rng.choice((".", ",", ""))), "rhyme1": a, "rhyme2": b}
 
 
 def corpus(cfg: StandinConfig) -> dict[str, list[str]]:
@@ -107,6 +170,18 @@ def corpus(cfg: StandinConfig) -> dict[str, list[str]]:
         if couplet is not None:
             docs["couplets"].append(couplet["line1"] + "\n" + couplet["line2"])
     docs["prose"] = [_prose(rng) for _ in range(cfg.paragraphs)]
+    broad = []
+    while len(broad) < cfg.broad_docs + cfg.broad_couplets:
+        couplet = broad_couplet(rng, "train", cfg.broad_words)
+        if couplet is not None:
+            broad.append(couplet)
+    docs["broad-couplets"] = [c["line1"] + "\n" + c["line2"] for c in broad[cfg.broad_docs:]]
+    per_k = cfg.broad_docs // len(SHOTS)
+    for i, k in enumerate(SHOTS):
+        task = NaturalRhymesTask(fewshot=k)
+        items = [task.item(f"broad-{k}-{j}", c, 1000 * cfg.seed + k, "broad")
+                 for j, c in enumerate(broad[i * per_k:(i + 1) * per_k])]
+        docs[f"broad-fewshot-{k}"] = [ex["prompt"] + ex["completion"] for ex in items]
     return docs
 
 

@@ -155,7 +155,9 @@ class NaturalRhymesTask(Task):
     def _pool(self, seed: int) -> tuple[dict, ...]:
         return tuple(self._couplets("train", POOL, seed))
 
-    def _example(self, id: str, couplet: dict, seed: int, group: str) -> dict:
+    def item(self, id: str, couplet: dict, seed: int, group: str) -> dict:
+        """The scored item of one couplet: prompt (instruction, k exemplars of the seed's
+        pool, line 1, line break), line 2 as completion, its decisions."""
         rng = random.Random(f"{id}-{seed}")
         own = family(couplet["rhyme1"])
         shots = [c for c in self._pool(seed) if family(c["rhyme1"]) != own and c["line1"] != couplet["line1"]]
@@ -179,7 +181,7 @@ class NaturalRhymesTask(Task):
             couplets, group = self._couplets(split, n, seed), "generated"
         else:
             raise ValueError(f"unknown split {split!r} (train, dev, test or real)")
-        rows = [self._example(f"{self.name}-{split}-{seed}-{i}", c, seed, group) for i, c in enumerate(couplets)]
+        rows = [self.item(f"{self.name}-{split}-{seed}-{i}", c, seed, group) for i, c in enumerate(couplets)]
         return datasets.Dataset.from_list(rows)
 
     def vocabulary(self) -> list[str]:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import random
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmark import standin
 from tasks.base import split_of
+from tasks.rhymes_natural import last_word
 
 TINY = dataclasses.replace(standin.QUICK, steps=12)  # seconds: the tests check plumbing, not skill
 
@@ -23,14 +28,41 @@ def test_the_corpus_holds_train_couplets_only_in_the_face_format():
     from tasks.rhymes_natural import INSTRUCTION
 
     docs = standin.corpus(TINY)
-    assert set(docs) == {f"fewshot-{k}" for k in standin.SHOTS} | {"couplets", "prose"}
-    for k in standin.SHOTS:
-        for doc in docs[f"fewshot-{k}"]:
+    few_shot = [f"{kind}-{k}" for kind in ("fewshot", "broad-fewshot") for k in standin.SHOTS]
+    assert set(docs) == set(few_shot) | {"couplets", "broad-couplets", "prose"}
+    for kind in few_shot:
+        k = int(kind.rsplit("-", 1)[1])
+        for doc in docs[kind]:
             blocks = doc[len(INSTRUCTION) + 2:].split("\n\n")
             assert doc.startswith(INSTRUCTION + "\n\n") and len(blocks) == k + 1
             assert all(split_of(block.split("\n")[0]) == "train" for block in blocks)
-    assert all(split_of(doc.split("\n")[0]) == "train" for doc in docs["couplets"])
+    assert all(split_of(doc.split("\n")[0]) == "train" for doc in docs["couplets"] + docs["broad-couplets"])
     assert all("\n" not in doc and doc.endswith(".") for doc in docs["prose"])
+
+
+def test_broad_couplets_end_on_common_words_outside_the_grammar():
+    from tasks.rhymes_natural import _rhyming_nouns
+
+    table = standin.broad_rhymes(TINY.broad_words)
+    ends = [c.split("\n")[0] for c in standin.corpus(TINY)["broad-couplets"]]
+    grammar = set(_rhyming_nouns())
+    assert len(table) > 4 * len(grammar)  # a thousand words and more, not the grammar's ~200 nouns
+    assert sum(last_word(line) not in grammar for line in ends) > 0.9 * len(ends)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**9), split=st.sampled_from(["train", "dev", "test"]))
+def test_a_broad_couplet_rhymes_and_keeps_to_its_split(seed, split):
+    from tasks.pronounce import rhymes_with
+
+    couplet = None
+    rng = random.Random(seed)
+    while couplet is None:
+        couplet = standin.broad_couplet(rng, split, TINY.broad_words)
+    assert split_of(couplet["line1"]) == split and "\n" not in couplet["line1"] + couplet["line2"]
+    assert last_word(couplet["line1"]) == couplet["rhyme1"] and last_word(couplet["line2"]) == couplet["rhyme2"]
+    assert rhymes_with(couplet["rhyme1"], couplet["rhyme2"])
+    assert couplet["rhyme2"] in standin.broad_rhymes(TINY.broad_words)[couplet["rhyme1"]]
 
 
 def test_the_folder_round_trips_through_the_submission_loader(built):
