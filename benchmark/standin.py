@@ -119,12 +119,19 @@ def broad_rhymes(n_words: int) -> dict[str, tuple[str, ...]]:
     for word in pool:
         for part in rhyme_parts(word):
             by_part.setdefault(part, []).append(word)
+    rank = {w: i for i, w in enumerate(pool)}
     out = {}
     for word in pool:
         partners = dict.fromkeys(p for part in sorted(rhyme_parts(word)) for p in by_part[part] if p != word)
         if partners:
-            out[word] = tuple(sorted(partners, key=pool.index)[:BROAD_PARTNERS])
+            out[word] = tuple(sorted(partners, key=rank.__getitem__)[:BROAD_PARTNERS])
     return out
+
+
+@functools.lru_cache(maxsize=2)
+def _line1_words(n_words: int) -> tuple[str, ...]:
+    """The words a broad line 1 may end on, sorted (sorted once, not per couplet)."""
+    return tuple(sorted(broad_rhymes(n_words)))
 
 
 def _ending_on(rng: random.Random, word: str, end: str) -> str:
@@ -143,7 +150,7 @@ def broad_couplet(rng: random.Random, split: str, n_words: int) -> dict | None:
     from tasks.base import split_of
 
     table = broad_rhymes(n_words)
-    a = rng.choice(sorted(table))
+    a = rng.choice(_line1_words(n_words))
     ends, weights = zip(*LINE1_ENDS)
     line1 = _ending_on(rng, a, rng.choices(ends, weights)[0])
     if split_of(line1) != split:
@@ -153,7 +160,8 @@ def broad_couplet(rng: random.Random, split: str, n_words: int) -> dict | None:
 
 
 def corpus(cfg: StandinConfig) -> dict[str, list[str]]:
-    """The stand-in's training documents by kind ("fewshot-<k>", "couplets", "prose"), in
+    """The stand-in's training documents by kind ("fewshot-<k>", "couplets", "prose",
+    "broad-couplets", "broad-fewshot-<k>"), in
     a fixed order (see the module docstring). Kinds are batched apart, so a batch's
     documents are of a length and padding is small (`benchmark.train.batch_schedule` gives
     each kind an equal share of compute)."""
