@@ -101,24 +101,44 @@ def word_tokenizer(vocabulary: list[str], mask_token: str | None = None):
                                    **({"mask_token": mask_token} if mask_token else {}))
 
 
-def train_bpe(texts: list[str], vocab_size: int):
+# A word's rime as spelled: its last vowel letters and what follows them, a final silent "e"
+# included ("n|ight", "st|one", "aw|ay"), after a consonant. A tokenizer that cuts it off
+# (`train_bpe`'s ``rime_pieces``) ends every word on a piece it shares with the words it
+# rhymes with by spelling, so a rhyme can be written by copying that piece.
+_C = "b-df-hj-np-tv-zB-DF-HJ-NP-TV-Z"
+RIME_PATTERN = rf"(?<=[{_C}])(?:[aeiouyAEIOUY]+[{_C}]+[eE]|[aeiouyAEIOUY]+[{_C}]*)(?![A-Za-z'])"
+
+
+def spelled_rime(word: str) -> str | None:
+    """A word's spelled rime (`RIME_PATTERN`): "night" -> "ight"; None when it has none."""
+    import re
+
+    found = re.search(RIME_PATTERN, word)
+    return found.group(0).lower() if found else None
+
+
+def train_bpe(texts: list[str], vocab_size: int, rime_pieces: bool = False):
     """A byte-level BPE `tokenizers.Tokenizer` trained on ``texts``, spaces inside tokens as
-    GPT-2 has them (specials: an end of text and a "<s>" that a caller may make the BOS)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    GPT-2 has them (specials: an end of text and a "<s>" that a caller may make the BOS).
+    ``rime_pieces``: no token spans a word's spelled rime and what precedes it (`RIME_PATTERN`)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if rime_pieces:
+        core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(RIME_PATTERN), "isolated"),
+                                                      core.pre_tokenizer])
     core.decoder = decoders.ByteLevel()
     core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<s>"],
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     return core
 
 
-def bpe_tokenizer(texts: list[str], vocab_size: int):
+def bpe_tokenizer(texts: list[str], vocab_size: int, rime_pieces: bool = False):
     """`train_bpe` as a fast tokenizer that pads with its end of text, as GPT-2's does."""
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=train_bpe(texts, vocab_size), eos_token="<|endoftext|>",
+    return PreTrainedTokenizerFast(tokenizer_object=train_bpe(texts, vocab_size, rime_pieces), eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>")
 
 

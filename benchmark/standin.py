@@ -59,6 +59,8 @@ class StandinConfig:
     broad_couplets: int = 6000  # bare broad couplets
     broad_words: int = 2000  # wordfreq's commonest English words a broad line 1 may end on (10,000: each met too rarely)
     vocab_size: int = 1000  # words split into pieces: a rare word's ending is a piece it shares with its rhymes
+    rime_pieces: bool = False  # the tokenizer cuts off each word's spelled rime (`benchmark.models.RIME_PATTERN`)
+    spelled_alike: bool = False  # a broad line 2 ends on a partner spelled alike where line 1's word has one
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
@@ -71,7 +73,11 @@ class StandinConfig:
     def to_dict(self) -> dict:
         from tasks.rhymes_natural import VERSION  # its couplets are drawn by the face's version
 
-        return {"standin": asdict(self), "shots": list(SHOTS), "rhymes_natural": VERSION}
+        d = asdict(self)
+        for name in ("rime_pieces", "spelled_alike"):  # off: left out, so a stand-in built before them stays cached
+            if not d[name]:
+                del d[name]
+        return {"standin": d, "shots": list(SHOTS), "rhymes_natural": VERSION}
 
     def train_config(self):
         """The `benchmark.train.TrainConfig` of its training loop (plain next-token loss)."""
@@ -103,12 +109,15 @@ def _prose(rng: random.Random) -> str:
     return " ".join(out)
 
 
-@functools.lru_cache(maxsize=2)
-def broad_rhymes(n_words: int) -> dict[str, tuple[str, ...]]:
+@functools.lru_cache(maxsize=4)
+def broad_rhymes(n_words: int, spelled_alike: bool = False) -> dict[str, tuple[str, ...]]:
     """Word -> its rhyming partners (CMU) among wordfreq's ``n_words`` commonest English
-    words, commonest first; words with none, names and rude words left out."""
+    words, commonest first; words with none, names and rude words left out.
+    ``spelled_alike``: only the partners with the word's spelled rime ("night": "light",
+    not "white"), where it has any."""
     import wordfreq
 
+    from benchmark.models import spelled_rime
     from tasks.constrained import ACROSTIC_BLOCKLIST, NAMES
     from tasks.pronounce import rhyme_parts
     from tasks.rhymes import BLOCKLIST
@@ -123,8 +132,9 @@ def broad_rhymes(n_words: int) -> dict[str, tuple[str, ...]]:
     out = {}
     for word in pool:
         partners = dict.fromkeys(p for part in sorted(rhyme_parts(word)) for p in by_part[part] if p != word)
+        alike = [p for p in partners if spelled_rime(p) == spelled_rime(word)] if spelled_alike else []
         if partners:
-            out[word] = tuple(sorted(partners, key=rank.__getitem__)[:BROAD_PARTNERS])
+            out[word] = tuple(sorted(alike or partners, key=rank.__getitem__)[:BROAD_PARTNERS])
     return out
 
 
@@ -143,13 +153,13 @@ def _ending_on(rng: random.Random, word: str, end: str) -> str:
     return as_english(ws[:-1] + [word], end)
 
 
-def broad_couplet(rng: random.Random, split: str, n_words: int) -> dict | None:
+def broad_couplet(rng: random.Random, split: str, n_words: int, spelled_alike: bool = False) -> dict | None:
     """One broad couplet, {line1, line2, rhyme1, rhyme2}: line 1 ends on any word of
     `broad_rhymes` (drawn uniformly, so rare words are met as often as common ones), line 2
     on one of its partners; None when line 1 falls outside ``split``."""
     from tasks.base import split_of
 
-    table = broad_rhymes(n_words)
+    table = broad_rhymes(n_words, spelled_alike)
     a = rng.choice(_line1_words(n_words))
     ends, weights = zip(*LINE1_ENDS)
     line1 = _ending_on(rng, a, rng.choices(ends, weights)[0])
@@ -180,7 +190,7 @@ def corpus(cfg: StandinConfig) -> dict[str, list[str]]:
     docs["prose"] = [_prose(rng) for _ in range(cfg.paragraphs)]
     broad = []
     while len(broad) < cfg.broad_docs + cfg.broad_couplets:
-        couplet = broad_couplet(rng, "train", cfg.broad_words)
+        couplet = broad_couplet(rng, "train", cfg.broad_words, cfg.spelled_alike)
         if couplet is not None:
             broad.append(couplet)
     docs["broad-couplets"] = [c["line1"] + "\n" + c["line2"] for c in broad[cfg.broad_docs:]]
@@ -209,7 +219,7 @@ def build(out: Path, cfg: StandinConfig = FULL, progress: Callable[[int, int, fl
     if built_with(out) == cfg.to_dict():
         return Path(out)
     docs = corpus(cfg)
-    tokenizer = bpe_tokenizer([d for kind in docs.values() for d in kind], cfg.vocab_size)
+    tokenizer = bpe_tokenizer([d for kind in docs.values() for d in kind], cfg.vocab_size, cfg.rime_pieces)
     # Every token is trained on (an empty prompt), as a pretrained model is: no completion mask.
     data = {kind: encode_examples(tokenizer, [{"prompt": "", "completion": d, "decisions": []} for d in texts],
                                   add_eos=True) for kind, texts in docs.items()}

@@ -6,6 +6,8 @@ import torch
 from benchmark.models import complete, encode, hidden_states_at, load_model, token_index
 from tasks import get_task
 from benchmark.models import train_bpe
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_word_tokenizer_encodes_task_text_exactly(rhymes_tokenizer):
@@ -164,3 +166,61 @@ def test_a_budget_is_counted_in_words_under_a_subword_tokenizer(tmp_path):
     tokens = [len(loaded.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in out]
     assert max(tokens) > 3  # a word budget: more tokens than words were generated
     assert complete(loaded, prompts, max_words=3, batch_size=3) == out
+
+
+# ---------------------------------------------------------------- rime pieces (the stand-in's tokenizer)
+
+
+def test_spelled_rime_is_the_last_vowels_and_what_follows():
+    from benchmark.models import spelled_rime
+
+    assert [spelled_rime(w) for w in ("night", "delight", "stone", "away", "Sky", "the", "and", "a")] == [
+        "ight", "ight", "one", "ay", "y", "e", None, None]
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.lists(st.sampled_from(["night", "delight", "stone", "away", "The", "sky", "quietly", "and",
+                                        "carried", "bright", "a"]) | st.from_regex(r"[A-Za-z]{1,9}", fullmatch=True),
+                      min_size=1, max_size=8),
+       seps=st.lists(st.sampled_from([" ", ", ", ".\n", "\n", "! "]), min_size=8, max_size=8))
+def test_a_rime_piece_tokenizer_ends_every_word_on_its_rime_and_keeps_the_text(words, seps):
+    from benchmark.models import spelled_rime
+
+    text = "".join(w + s for w, s in zip(words, seps))
+    tok = _rime_tokenizer()
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert tok.decode(enc["input_ids"]) == text
+    ends = {e for _, e in enc["offset_mapping"]}
+    starts = {s for s, _ in enc["offset_mapping"]}
+    at = 0
+    for w, s in zip(words, seps):
+        rime = spelled_rime(w)
+        if rime:  # a token boundary falls where the rime starts, and one where the word ends
+            assert at + len(w) - len(rime) in starts, (w, rime)
+        assert at + len(w) in ends
+        at += len(w) + len(s)
+
+
+_RIME_TOKENIZER = []
+
+
+def _rime_tokenizer():
+    """One tokenizer for the examples (training it is the slow part)."""
+    if not _RIME_TOKENIZER:
+        from benchmark.models import bpe_tokenizer
+
+        _RIME_TOKENIZER.append(bpe_tokenizer(_task_texts(), 600, rime_pieces=True))
+    return _RIME_TOKENIZER[0]
+
+
+def test_a_rime_piece_tokenizer_reloads_with_its_ids(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = _rime_tokenizer()
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    texts = _task_texts()
+    loaded = load_model(tmp_path, torch.device("cpu"))
+    assert [loaded.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts] == \
+        [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer(" night")["input_ids"])[-1] == "ight"

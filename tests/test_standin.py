@@ -110,3 +110,16 @@ def test_a_tiny_standin_gets_a_finite_rhymes_natural_cell(built):
     assert math.isfinite(metrics["amplification_gain"]["all"]["value"])
     assert math.isfinite(metrics["task_loss"]["value"])
     assert "plan_probe" in metrics and "causal" in metrics
+
+
+def test_spelled_alike_partners_share_the_words_spelled_rime_where_any_does():
+    from benchmark.models import spelled_rime
+    from tasks.pronounce import rhymes_with
+
+    plain, alike = standin.broad_rhymes(TINY.broad_words), standin.broad_rhymes(TINY.broad_words, spelled_alike=True)
+    assert set(plain) == set(alike) and alike["night"] and alike != plain
+    for word, partners in alike.items():
+        same = [p for p in plain[word] if spelled_rime(p) == spelled_rime(word)]
+        assert all(spelled_rime(p) == spelled_rime(word) for p in partners) or not same, word
+        assert all(rhymes_with(word, p) for p in partners), word
+    assert "white" in plain["night"] and "white" not in alike["night"]

@@ -4,6 +4,7 @@
         [--real-file F] [--n N] [--task T] [--shots K ...] [--fewshot-docs D] [--couplets C]
         [--paragraphs P] [--broad-docs D] [--broad-couplets C] [--broad-words W] [--vocab-size V]
         [--n-layer L] [--n-embd E] [--n-head H] [--steps S] [--batch-size B] [--lr LR] [--seed SEED]
+        [--rime-pieces] [--spelled-alike]
 
 Builds the stand-in (`benchmark.standin.build`, the defaults of `StandinConfig` unless
 given) into OUT and prints greedy success on the natural face T (rhymes-natural unless
@@ -154,6 +155,7 @@ from tasks import get_task
 OPTIONS = {"fewshot_docs": int, "couplets": int, "paragraphs": int, "broad_docs": int, "broad_couplets": int,
            "broad_words": int, "vocab_size": int, "n_layer": int,
            "n_embd": int, "n_head": int, "steps": int, "batch_size": int, "lr": float, "seed": int}
+FLAGS = ("rime_pieces", "spelled_alike")  # StandinConfig's switches, on when given
 
 
 def broad_file(split: str, n: int, n_words: int, folder: Path) -> Path:
@@ -168,7 +170,7 @@ def broad_file(split: str, n: int, n_words: int, folder: Path) -> Path:
     seen = set(broad_rhymes(n_words))
     rng, out = random.Random(f"{split}-{n}"), []
     while len(out) < n:
-        c = broad_couplet(rng, "dev", n_words if split == "broad" else 2 * n_words)
+        c = broad_couplet(rng, "dev", n_words if split == "broad" else 2 * n_words)  # line 2 unread: any partner
         if c is not None and (split == "broad") == (c["rhyme1"] in seen):
             out.append(c)
     path = folder / f"{split}.jsonl"
@@ -178,7 +180,8 @@ def broad_file(split: str, n: int, n_words: int, folder: Path) -> Path:
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    cfg = replace(FULL, **{k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None})
+    cfg = replace(FULL, **{k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None},
+                  **{k: True for k in FLAGS if getattr(args, k)})
     start = time.time()
     folder = build(args.out, cfg, lambda step, steps, loss: step % 250 == 0 and print(
         f"step {step}/{steps} loss {loss:.3f} ({time.time() - start:.0f}s)", flush=True))
@@ -210,5 +213,7 @@ if __name__ == "__main__":
     parser.add_argument("--shots", type=int, nargs="+", default=[3])
     for name, kind in OPTIONS.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
-    assert {f.name for f in fields(FULL)} >= set(OPTIONS)
+    for name in FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, action="store_true")
+    assert {f.name for f in fields(FULL)} >= set(OPTIONS) | set(FLAGS)
     main(parser.parse_args())
