@@ -51,18 +51,33 @@ def test_broad_couplets_end_on_common_words_outside_the_grammar():
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10**9), split=st.sampled_from(["train", "dev", "test"]))
-def test_a_broad_couplet_rhymes_and_keeps_to_its_split(seed, split):
+@given(seed=st.integers(0, 10**9), split=st.sampled_from(["train", "dev", "test"]),
+       shape=st.sampled_from(standin.LINE1_SHAPES), alike=st.booleans())
+def test_a_broad_couplet_rhymes_and_keeps_to_its_split(seed, split, shape, alike):
     from tasks.pronounce import rhymes_with
 
     couplet = None
     rng = random.Random(seed)
     while couplet is None:
-        couplet = standin.broad_couplet(rng, split, TINY.broad_words)
+        couplet = standin.broad_couplet(rng, split, TINY.broad_words, alike, shape)
     assert split_of(couplet["line1"]) == split and "\n" not in couplet["line1"] + couplet["line2"]
     assert last_word(couplet["line1"]) == couplet["rhyme1"] and last_word(couplet["line2"]) == couplet["rhyme2"]
     assert rhymes_with(couplet["rhyme1"], couplet["rhyme2"])
-    assert couplet["rhyme2"] in standin.broad_rhymes(TINY.broad_words)[couplet["rhyme1"]]
+    assert couplet["rhyme2"] in standin.broad_rhymes(TINY.broad_words, alike)[couplet["rhyme1"]]
+
+
+def test_freer_line1_shapes_are_longer_and_start_otherwise():
+    def lines(shape):
+        rng, out = random.Random(0), []
+        while len(out) < 300:
+            c = standin.broad_couplet(rng, "train", TINY.broad_words, shape=shape)
+            out += [c["line1"]] if c else []
+        return out
+
+    grammar, varied = lines("grammar"), lines("varied")
+    assert max(len(x.split()) for x in grammar) <= 7 < max(len(x.split()) for x in varied)
+    assert sum(x.split()[0] in standin.OPENERS or x.startswith("Oh,") for x in varied) > 100
+    assert not any(x.split()[0] in ("And", "But", "Oh,", "Yet") for x in grammar)
 
 
 def test_the_folder_round_trips_through_the_submission_loader(built):

@@ -1,10 +1,10 @@
 """The cheapest stand-in recipe that writes rhyming second lines (issue 18, part 3).
 
-    .venv/bin/python docs/experiments/standin_budget.py OUT [--split dev|test|real|broad|broad-rare]
+    .venv/bin/python docs/experiments/standin_budget.py OUT [--split dev|test|real|broad|broad-rare|broad-mixed]
         [--real-file F] [--n N] [--task T] [--shots K ...] [--fewshot-docs D] [--couplets C]
         [--paragraphs P] [--broad-docs D] [--broad-couplets C] [--broad-words W] [--vocab-size V]
         [--n-layer L] [--n-embd E] [--n-head H] [--steps S] [--batch-size B] [--lr LR] [--seed SEED]
-        [--rime-pieces] [--spelled-alike]
+        [--rime-pieces] [--spelled-alike] [--broad-line1 grammar|varied|mixed]
 
 Builds the stand-in (`benchmark.standin.build`, the defaults of `StandinConfig` unless
 given) into OUT and prints greedy success on the natural face T (rhymes-natural unless
@@ -137,6 +137,34 @@ vocabulary, each met a few times in 9,000 steps (like broad-rare above), and a 4
 128-wide model does not learn their rhymes from so few. C stays the recipe; the real
 couplets stay at ~2% for every recipe tried (2.1-3.5%), so issue 18's >= 50% on real
 couplets needs a model that knows English rhymes, which this machine cannot train.
+
+Session 5 (2026-12-04): a tokenizer that cuts off each word's spelled rime
+(`--rime-pieces`, `benchmark.models.RIME_PATTERN`: "n|ight", "st|one") and broad partners
+spelled alike (`--spelled-alike`: "night" -> "light", not "white"). On the shipped real
+line-1 words, picking the commonest same-rime word among wordfreq's top 5,000 would rhyme
+185/289 (64%), so the skill is there to be learned. "broad-mixed" = held-out broad
+couplets whose line 1 has the "mixed" shape (half loose strings of common words). The rule
+was written down before H1/H2 finished: highest broad-mixed wins, and only the winner is
+scored on real. Two runs at a time, k=1, greedy, 300 items:
+
+| run | W | rime pieces | spelled alike | line 1 | steps | train s | broad | broad-mixed | broad-rare | real (289) |
+|---|---|---|---|---|---|---|---|---|---|---|
+| C (rebuilt: same real 6/289) | 2,000 | no | no | grammar | 9,000 | 706 | 29.3% | 32 = 10.7% [7.7, 14.7] | 10.3% | 2.1% |
+| G1 | 5,000 | yes | yes | grammar | 9,000 | 1,068 | 70 = 23.3% (W=5,000 file) | - | - | 17 = 5.9% [3.7, 9.2] |
+| **G2 = `StandinConfig()`** | 2,000 | yes | yes | grammar | 12,000 | 1,404 | 173 = 57.7% [52.0, 63.1] | 67 = 22.3% [18.0, 27.4] | 76 = 25.3% [20.7, 30.5] | 15 = 5.2% [3.2, 8.4] |
+| G3 | 2,000 | no | yes | grammar | 12,000 | 1,012 | 109 = 36.3% [31.1, 41.9] | - | - | - |
+| H1 | 2,000 | yes | yes | varied | 12,000 | 1,463 | 74 = 24.7% | 49 = 16.3% [12.6, 20.9] | - | - |
+| H2 | 2,000 | yes | yes | mixed | 12,000 | 1,512 | 55 = 18.3% | 36 = 12.0% [8.8, 16.2] | - | - |
+
+G2's dev (grammar) 283/300 = 94.3%. The rime pieces double broad success (G2 57.7% against
+G3 36.3% and D 32.0% at the same steps), and they more than double it on words the corpus
+never ends a line on (25.3% against 10.3%). Freer line 1s in training (H1, H2) did worse,
+on freer held-out lines too. G1 was measured on real before G2 was chosen, so its 5.9% is not
+a held-out figure. G2's cell (test split): success@greedy 92.0% [88.4, 94.6], beam 98.0%;
+rhyme-family selectivity +0.104 [0.058, 0.150] at layer 3 (C's recipe read -0.22); gain 0 at
+lambda 0; causal follow 0/199. On a real line 1 it still writes a grammar sentence that ends
+on an unrelated word ("A box without hinges, key, or lid," -> " The chef tasted the warm
+about"): it does not find line 1's end outside its templates.
 """
 
 import argparse
@@ -154,14 +182,16 @@ from tasks import get_task
 
 OPTIONS = {"fewshot_docs": int, "couplets": int, "paragraphs": int, "broad_docs": int, "broad_couplets": int,
            "broad_words": int, "vocab_size": int, "n_layer": int,
-           "n_embd": int, "n_head": int, "steps": int, "batch_size": int, "lr": float, "seed": int}
+           "n_embd": int, "n_head": int, "steps": int, "batch_size": int, "lr": float, "seed": int,
+           "broad_line1": str}
 FLAGS = ("rime_pieces", "spelled_alike")  # StandinConfig's switches, on when given
 
 
 def broad_file(split: str, n: int, n_words: int, folder: Path) -> Path:
     """A JSONL of ``n`` held-out broad couplets: "broad" ends line 1 on words the stand-in's
     broad couplets use (dev split of line 1), "broad-rare" on words ranked between
-    ``n_words`` and twice that, which its corpus never ends a line on."""
+    ``n_words`` and twice that, which its corpus never ends a line on; "broad-mixed" as
+    "broad" with line 1s of the "mixed" shape (`benchmark.standin.LINE1_SHAPES`)."""
     import json
     import random
 
@@ -170,8 +200,9 @@ def broad_file(split: str, n: int, n_words: int, folder: Path) -> Path:
     seen = set(broad_rhymes(n_words))
     rng, out = random.Random(f"{split}-{n}"), []
     while len(out) < n:
-        c = broad_couplet(rng, "dev", n_words if split == "broad" else 2 * n_words)  # line 2 unread: any partner
-        if c is not None and (split == "broad") == (c["rhyme1"] in seen):
+        c = broad_couplet(rng, "dev", 2 * n_words if split == "broad-rare" else n_words,  # line 2 unread: any partner
+                          shape="mixed" if split == "broad-mixed" else "grammar")
+        if c is not None and (split != "broad-rare") == (c["rhyme1"] in seen):
             out.append(c)
     path = folder / f"{split}.jsonl"
     path.write_text("".join(json.dumps(c) + "\n" for c in out))
@@ -206,7 +237,7 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
-    parser.add_argument("--split", default="dev", choices=["dev", "test", "real", "broad", "broad-rare"])
+    parser.add_argument("--split", default="dev", choices=["dev", "test", "real", "broad", "broad-rare", "broad-mixed"])
     parser.add_argument("--real-file", type=Path, default=None, help="the real split's couplets (JSONL)")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--task", default="rhymes-natural", choices=["rhymes-natural", "constrained-natural"])
