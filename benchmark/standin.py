@@ -134,7 +134,8 @@ def broad_rhymes(n_words: int, spelled_alike: bool = False) -> dict[str, tuple[s
     out = {}
     for word in pool:
         partners = dict.fromkeys(p for part in sorted(rhyme_parts(word)) for p in by_part[part] if p != word)
-        alike = [p for p in partners if spelled_rime(p) == spelled_rime(word)] if spelled_alike else []
+        own = spelled_rime(word)
+        alike = [p for p in partners if spelled_rime(p) == own] if spelled_alike else []
         if partners:
             out[word] = tuple(sorted(alike or partners, key=rank.__getitem__)[:BROAD_PARTNERS])
     return out

@@ -1,5 +1,6 @@
 """Model loading, offsets and hidden-state capture."""
 
+import functools
 import numpy as np
 import torch
 
@@ -201,16 +202,12 @@ def test_a_rime_piece_tokenizer_ends_every_word_on_its_rime_and_keeps_the_text(w
         at += len(w) + len(s)
 
 
-_RIME_TOKENIZER = []
-
-
+@functools.lru_cache(maxsize=1)
 def _rime_tokenizer():
     """One tokenizer for the examples (training it is the slow part)."""
-    if not _RIME_TOKENIZER:
-        from benchmark.models import bpe_tokenizer
+    from benchmark.models import bpe_tokenizer
 
-        _RIME_TOKENIZER.append(bpe_tokenizer(_task_texts(), 600, rime_pieces=True))
-    return _RIME_TOKENIZER[0]
+    return bpe_tokenizer(_task_texts(), 600, rime_pieces=True)
 
 
 def test_a_rime_piece_tokenizer_reloads_with_its_ids(tmp_path):

@@ -4,7 +4,7 @@
         [--real-file F] [--n N] [--task T] [--shots K ...] [--fewshot-docs D] [--couplets C]
         [--paragraphs P] [--broad-docs D] [--broad-couplets C] [--broad-words W] [--vocab-size V]
         [--n-layer L] [--n-embd E] [--n-head H] [--steps S] [--batch-size B] [--lr LR] [--seed SEED]
-        [--rime-pieces] [--spelled-alike] [--broad-line1 grammar|varied|mixed]
+        [--[no-]rime-pieces] [--[no-]spelled-alike] [--broad-line1 grammar|varied|mixed]
 
 Builds the stand-in (`benchmark.standin.build`, the defaults of `StandinConfig` unless
 given) into OUT and prints greedy success on the natural face T (rhymes-natural unless
@@ -184,7 +184,7 @@ OPTIONS = {"fewshot_docs": int, "couplets": int, "paragraphs": int, "broad_docs"
            "broad_words": int, "vocab_size": int, "n_layer": int,
            "n_embd": int, "n_head": int, "steps": int, "batch_size": int, "lr": float, "seed": int,
            "broad_line1": str}
-FLAGS = ("rime_pieces", "spelled_alike")  # StandinConfig's switches, on when given
+FLAGS = ("rime_pieces", "spelled_alike")  # StandinConfig's switches: --X / --no-X, the recipe's when not given
 
 
 def broad_file(split: str, n: int, n_words: int, folder: Path) -> Path:
@@ -211,8 +211,7 @@ def broad_file(split: str, n: int, n_words: int, folder: Path) -> Path:
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    cfg = replace(FULL, **{k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None},
-                  **{k: True for k in FLAGS if getattr(args, k)})
+    cfg = replace(FULL, **{k: getattr(args, k) for k in (*OPTIONS, *FLAGS) if getattr(args, k) is not None})
     start = time.time()
     folder = build(args.out, cfg, lambda step, steps, loss: step % 250 == 0 and print(
         f"step {step}/{steps} loss {loss:.3f} ({time.time() - start:.0f}s)", flush=True))
@@ -245,6 +244,6 @@ if __name__ == "__main__":
     for name, kind in OPTIONS.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
     for name in FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, action="store_true")
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction)
     assert {f.name for f in fields(FULL)} >= set(OPTIONS) | set(FLAGS)
     main(parser.parse_args())
